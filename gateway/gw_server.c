@@ -1,0 +1,518 @@
+/*
+ * gw_server.c -- listeners and client connections. A connection reads one
+ * request at a time: headers (client_header_timeout, header size limit), then
+ * the body (client_body_timeout, client_max_body_size), then hands the
+ * request to gw_api_dispatch() and stops parsing until the response is
+ * finished. Bytes of pipelined requests stay in the input buffer. Writes are
+ * bounded by send_timeout. The connection list lets shutdown close idle ones.
+ */
+#include "gw_server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "gw.h"
+#include "gw_access_log.h"
+#include "gw_api.h"
+#include "gw_metrics.h"
+#include "gw_proxy.h"
+#include "log.h"
+#include "oai_error.h"
+#include "util.h"
+
+#define GW_MAX_HEADER_BYTES   (32 * 1024)
+#define GW_INPUT_HIGH_WATER   (256 * 1024)
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_write_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+static void client_free(struct gw_client *c);
+static int client_body_cb(void *arg, const char *at, size_t len);
+
+static struct timeval tv_ms(int64_t ms)
+{
+    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+    return tv;
+}
+
+static void client_set_read_timeout(struct gw_client *c, int64_t ms)
+{
+    struct timeval rt = tv_ms(ms), wt = tv_ms(c->gw->conf->send_timeout_ms);
+    bufferevent_set_timeouts(c->bev, ms > 0 ? &rt : NULL, &wt);
+}
+
+/* ---- listeners ------------------------------------------------------------ */
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    struct gw *gw = arg;
+    if (gw->shutting_down) {
+        evutil_closesocket(fd);
+        return;
+    }
+    struct gw_client *c = xcalloc(1, sizeof(*c));
+    c->gw = gw;
+    if (sa->sa_family == AF_INET) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->addr, sizeof(c->addr));
+    } else if (sa->sa_family == AF_INET6) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->addr, sizeof(c->addr));
+    } else {
+        snprintf(c->addr, sizeof(c->addr), "unix:");
+    }
+    c->bev = bufferevent_socket_new(gw->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL) {
+        evutil_closesocket(fd);
+        free(c);
+        return;
+    }
+    c->body = evbuffer_new();
+    http_parser_init(&c->parser, HTTP_REQUEST, client_body_cb, c);
+    c->parser.max_header_bytes = GW_MAX_HEADER_BYTES;
+    c->keep_alive = 1;
+    c->next = gw->clients;
+    if (gw->clients)
+        gw->clients->prev = c;
+    gw->clients = c;
+    gw->n_clients++;
+    gw_metrics_connection(gw->metrics, 1);
+    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, GW_INPUT_HIGH_WATER);
+    client_set_read_timeout(c, gw->conf->client_header_timeout_ms);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (gw->conf->worker_connections > 0 && gw->n_clients >= gw->conf->worker_connections &&
+        !gw->listeners_paused) {
+        log_warn("%d worker_connections are not enough, pausing accept", gw->n_clients);
+        for (size_t i = 0; i < gw->n_listeners; i++)
+            evconnlistener_disable(gw->listeners[i]);
+        gw->listeners_paused = 1;
+    }
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    log_error("accept() failed: %s", evutil_socket_error_to_string(err));
+}
+
+/* Parse "host:port", "[v6]:port", "*:port", "port" into a sockaddr. */
+static int parse_tcp_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[256];
+    const char *port;
+    memset(ss, 0, sizeof(*ss));
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (rb == NULL || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof(host))
+            return -1;
+        memcpy(host, s + 1, (size_t)(rb - s - 1));
+        host[rb - s - 1] = '\0';
+        port = rb + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (colon == NULL) {
+            strcpy(host, "*");
+            port = s;
+        } else {
+            if ((size_t)(colon - s) >= sizeof(host))
+                return -1;
+            memcpy(host, s, (size_t)(colon - s));
+            host[colon - s] = '\0';
+            port = colon + 1;
+        }
+    }
+    char *end;
+    long p = strtol(port, &end, 10);
+    if (*end != '\0' || p < 1 || p > 65535)
+        return -1;
+    if (strcmp(host, "*") == 0 || host[0] == '\0') {
+        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)p);
+        sin->sin_addr.s_addr = htonl(INADDR_ANY);
+        *len = sizeof(*sin);
+        return 0;
+    }
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)p);
+        *len = sizeof(*sin);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)p);
+        *len = sizeof(*sin6);
+        return 0;
+    }
+    return -1;
+}
+
+int gw_server_listen(struct gw *gw)
+{
+    struct gw_conf *conf = gw->conf;
+    gw->listeners = xcalloc(conf->n_listens, sizeof(*gw->listeners));
+    gw->listen_unix_paths = xcalloc(conf->n_listens, sizeof(char *));
+    for (size_t i = 0; i < conf->n_listens; i++) {
+        const char *a = conf->listens[i].addr;
+        struct sockaddr_storage ss;
+        socklen_t len;
+        unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
+        if (str_starts_with(a, "unix:")) {
+            struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+            const char *path = a + 5;
+            memset(&ss, 0, sizeof(ss));
+            if (strlen(path) >= sizeof(sun->sun_path)) {
+                log_error("listen %s: path too long", a);
+                return -1;
+            }
+            sun->sun_family = AF_UNIX;
+            strcpy(sun->sun_path, path);
+            len = sizeof(*sun);
+            struct stat st;
+            if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+                unlink(path);           /* stale socket of a previous run */
+            gw->listen_unix_paths[i] = xstrdup(path);
+        } else if (parse_tcp_addr(a, &ss, &len) == -1) {
+            log_error("listen %s: invalid address (%s:%d)", a, conf->listens[i].pos.file,
+                      conf->listens[i].pos.line);
+            return -1;
+        }
+        gw->listeners[i] = evconnlistener_new_bind(gw->base, accept_cb, gw, flags, 511,
+                                                   (struct sockaddr *)&ss, (int)len);
+        if (gw->listeners[i] == NULL) {
+            log_error("bind() to %s failed: %s", a, strerror(errno));
+            return -1;
+        }
+        evconnlistener_set_error_cb(gw->listeners[i], accept_error_cb);
+        gw->n_listeners = i + 1;
+        log_notice("listening on %s", a);
+    }
+    return 0;
+}
+
+static void listeners_free(struct gw *gw)
+{
+    for (size_t i = 0; i < gw->n_listeners; i++) {
+        if (gw->listeners[i])
+            evconnlistener_free(gw->listeners[i]);
+        if (gw->listen_unix_paths[i]) {
+            unlink(gw->listen_unix_paths[i]);
+            free(gw->listen_unix_paths[i]);
+        }
+    }
+    free(gw->listeners);
+    free(gw->listen_unix_paths);
+    gw->listeners = NULL;
+    gw->listen_unix_paths = NULL;
+    gw->n_listeners = 0;
+}
+
+void gw_server_stop_accepting(struct gw *gw)
+{
+    listeners_free(gw);
+    struct gw_client *c = gw->clients, *next;
+    for (; c != NULL; c = next) {
+        next = c->next;
+        if (c->state == GW_CLIENT_IDLE && !http_parser_in_message(&c->parser) &&
+            evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+            gw_client_close(c, evbuffer_get_length(bufferevent_get_output(c->bev)) == 0);
+    }
+}
+
+void gw_server_free_all(struct gw *gw)
+{
+    while (gw->clients != NULL)
+        client_free(gw->clients);
+    listeners_free(gw);
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+static void client_free(struct gw_client *c)
+{
+    struct gw *gw = c->gw;
+    if (c->req != NULL)
+        gw_proxy_client_gone(c->req);
+    c->req = NULL;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        gw->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    gw->n_clients--;
+    gw_metrics_connection(gw->metrics, -1);
+    bufferevent_free(c->bev);
+    if (c->resume_ev)
+        event_free(c->resume_ev);
+    evbuffer_free(c->body);
+    http_parser_free(&c->parser);
+    free(c->path);
+    free(c);
+    if (gw->listeners_paused && !gw->shutting_down &&
+        gw->n_clients < gw->conf->worker_connections) {
+        for (size_t i = 0; i < gw->n_listeners; i++)
+            evconnlistener_enable(gw->listeners[i]);
+        gw->listeners_paused = 0;
+    }
+    if (gw->shutting_down && gw->n_clients == 0)
+        event_base_loopexit(gw->base, NULL);
+}
+
+void gw_client_close(struct gw_client *c, int now)
+{
+    if (now || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        client_free(c);
+        return;
+    }
+    c->state = GW_CLIENT_CLOSING;
+    bufferevent_disable(c->bev, EV_READ);
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+}
+
+const char *gw_client_connection_header(struct gw_client *c)
+{
+    return c->keep_alive && !c->gw->shutting_down && c->gw->conf->keepalive_timeout_ms > 0 &&
+           c->state == GW_CLIENT_BUSY ? "keep-alive" : "close";
+}
+
+static int client_body_cb(void *arg, const char *at, size_t len)
+{
+    struct gw_client *c = arg;
+    int64_t limit = c->gw->conf->client_max_body_size;
+    if (limit > 0 && (int64_t)(evbuffer_get_length(c->body) + len) > limit) {
+        c->body_too_large = 1;
+        return -1;
+    }
+    evbuffer_add(c->body, at, len);
+    return 0;
+}
+
+static void request_too_large(struct gw_client *c)
+{
+    char msg[160];
+    c->keep_alive = 0;          /* the rest of the body is not read */
+    snprintf(msg, sizeof(msg), "request body is larger than client_max_body_size (%lld bytes)",
+             (long long)c->gw->conf->client_max_body_size);
+    gw_client_error(c, 413, msg, NULL, NULL, "");
+}
+
+/* Header block read: check what can be checked before the body arrives. */
+static int on_request_headers(struct gw_client *c)
+{
+    struct http_msg *m = &c->parser.msg;
+    int64_t limit = c->gw->conf->client_max_body_size;
+    c->keep_alive = m->keep_alive;
+    free(c->path);
+    const char *q = strchr(m->url, '?');
+    c->path = q ? xstrndup(m->url, (size_t)(q - m->url)) : xstrdup(m->url);
+    if (limit > 0 && m->content_length > limit) {
+        request_too_large(c);
+        return -1;
+    }
+    if (m->expect_continue) {
+        if (m->http_major == 1 && m->http_minor >= 1)
+            bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    }
+    client_set_read_timeout(c, c->gw->conf->client_body_timeout_ms);
+    return 0;
+}
+
+/* Parse what is buffered; dispatch at most one complete request. */
+static void client_process_input(struct gw_client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    int zero_feed = 0;
+    while (c->state == GW_CLIENT_IDLE && (evbuffer_get_length(in) > 0 || zero_feed)) {
+        struct evbuffer_iovec v;
+        const char *data = "";
+        size_t len = 0, used = 0;
+        zero_feed = 0;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) >= 1) {
+            data = v.iov_base;
+            len = v.iov_len;
+        }
+        if (!http_parser_in_message(&c->parser) && len > 0 && c->t_start_us == 0) {
+            c->t_start_us = now_us();
+            c->bytes_in = 0;
+            c->bytes_out = 0;
+            client_set_read_timeout(c, c->gw->conf->client_header_timeout_ms);
+        }
+        enum http_event ev = http_parser_feed(&c->parser, data, len, &used);
+        evbuffer_drain(in, used);
+        c->bytes_in += used;
+        switch (ev) {
+        case HTTP_EV_MORE:
+            break;
+        case HTTP_EV_HEADERS:
+            if (on_request_headers(c) == -1)
+                return;
+            zero_feed = 1;
+            break;
+        case HTTP_EV_COMPLETE:
+            c->state = GW_CLIENT_BUSY;
+            c->n_requests++;
+            client_set_read_timeout(c, 0);
+            gw_metrics_in_flight(c->gw->metrics, 1);
+            gw_api_dispatch(c);
+            return;
+        case HTTP_EV_ERROR:
+            c->keep_alive = 0;
+            if (c->body_too_large) {
+                request_too_large(c);
+            } else if (c->parser.too_large) {
+                gw_client_error(c, 431, "request header fields too large", NULL, NULL, "");
+            } else {
+                char msg[256];
+                snprintf(msg, sizeof(msg), "malformed HTTP request: %s", http_parser_error(&c->parser));
+                if (c->path == NULL)
+                    c->path = xstrdup("-");
+                gw_client_error(c, 400, msg, NULL, NULL, "");
+            }
+            return;
+        }
+    }
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct gw_client *c = arg;
+    if (c->state == GW_CLIENT_IDLE)
+        client_process_input(c);
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_client *c = arg;
+    client_process_input(c);
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct gw_client *c = arg;
+    if (c->state == GW_CLIENT_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            client_free(c);
+        return;
+    }
+    if (c->req != NULL)
+        gw_proxy_client_drained(c->req);
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct gw_client *c = arg;
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
+        c->state == GW_CLIENT_IDLE && http_parser_in_message(&c->parser) && c->parser.headers_done) {
+        c->keep_alive = 0;
+        gw_client_error(c, 408, "client body timeout", NULL, NULL, "");
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && c->state == GW_CLIENT_CLOSING) {
+        bufferevent_disable(bev, EV_READ);
+        return;     /* half-closed client still reads our answer */
+    }
+    if ((what & BEV_EVENT_EOF) && c->state == GW_CLIENT_BUSY && c->req == NULL)
+        return;     /* local answer in progress; finish will close */
+    if (what & (BEV_EVENT_TIMEOUT | BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (c->req != NULL && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+            log_info("client %s closed the connection while %s was in progress", c->addr,
+                     c->path ? c->path : "a request");
+        client_free(c);
+    }
+}
+
+/* ---- responses ------------------------------------------------------------ */
+
+void gw_client_respond(struct gw_client *c, int status, const char *content_type,
+                       const char *body, size_t len, const char *extra_headers,
+                       const struct gw_req_summary *sum)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t before = evbuffer_get_length(out);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "Connection: %s\r\n%s\r\n",
+                        status, http_status_reason(status), content_type, len,
+                        gw_client_connection_header(c), extra_headers ? extra_headers : "");
+    evbuffer_add(out, body, len);
+    c->bytes_out += evbuffer_get_length(out) - before;
+    gw_client_finish(c, sum);
+}
+
+void gw_client_error(struct gw_client *c, int status, const char *message,
+                     const char *param, const char *extra_headers, const char *model)
+{
+    char *body = oai_error_json(status, message, param, NULL);
+    struct gw_req_summary sum = { .model = model ? model : "", .backend = "-",
+                                  .status = status, .ttfb_us = -1, .attempts = 0 };
+    if (status == 400 || status == 404 || status == 405 || status == 413 || status == 503)
+        log_info("%s %s -> %d: %s", c->addr, c->path ? c->path : "-", status, message);
+    gw_client_respond(c, status, "application/json", body, strlen(body), extra_headers, &sum);
+    free(body);
+}
+
+void gw_client_account(struct gw_client *c, const struct gw_req_summary *sum)
+{
+    struct gw *gw = c->gw;
+    int64_t now = now_us();
+    int64_t start = c->t_start_us ? c->t_start_us : now;
+    double latency = (double)(now - start) / 1e6;
+    double ttfb = sum->ttfb_us >= 0 ? (double)sum->ttfb_us / 1e6 : -1.0;
+    const char *path = c->path ? c->path : "-";
+
+    gw_metrics_request_done(gw->metrics, sum->model, path, sum->status, latency, ttfb,
+                            c->bytes_in, c->bytes_out);
+    if (c->state == GW_CLIENT_BUSY)
+        gw_metrics_in_flight(gw->metrics, -1);
+    if (gw->access_log != NULL)
+        gw_access_log_write(gw->access_log, c->addr,
+                            c->parser.msg.url ? http_method_name(c->parser.msg.method) : "-",
+                            path, sum, c->bytes_in, c->bytes_out, latency, ttfb);
+}
+
+void gw_client_finish(struct gw_client *c, const struct gw_req_summary *sum)
+{
+    struct gw *gw = c->gw;
+    gw_client_account(c, sum);
+    c->req = NULL;
+    c->t_start_us = 0;
+    evbuffer_drain(c->body, evbuffer_get_length(c->body));
+    int keep = c->state == GW_CLIENT_BUSY && c->keep_alive && !gw->shutting_down &&
+               !c->body_too_large && gw->conf->keepalive_timeout_ms > 0;
+    if (!keep) {
+        gw_client_close(c, 0);
+        return;
+    }
+    http_parser_reset(&c->parser);
+    c->state = GW_CLIENT_IDLE;
+    client_set_read_timeout(c, gw->conf->keepalive_timeout_ms);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+        if (c->resume_ev == NULL)
+            c->resume_ev = event_new(gw->base, -1, 0, resume_cb, c);
+        event_active(c->resume_ev, EV_READ, 0);
+    }
+}
