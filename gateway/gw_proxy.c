@@ -38,6 +38,7 @@
 struct gw_request {
     struct gw_client   *client;
     struct gw          *gw;
+    struct gw_router   *router;         /* the router this request started on (referenced) */
     char               *requested;      /* "model" as the client sent it */
     struct gw_model    *model;          /* model of the current attempt */
     struct gw_route    *route;
@@ -71,6 +72,8 @@ static void request_free(struct gw_request *req)
 {
     if (req->timer)
         event_free(req->timer);
+    if (req->router != NULL && --req->router->refs == 0 && req->router->retired)
+        gw_upstream_router_free(req->router);
     http_parser_free(&req->resp);
     free(req->requested);
     free(req);
@@ -223,7 +226,7 @@ static void attempt_next(struct gw_request *req)
         if (up == NULL) {
             b->connect_errors++;
             gw_metrics_connect_error(gw->metrics, b->name);
-            gw_router_report(gw->router, b, 0, now);
+            gw_router_report(req->router, b, 0, now);
             snprintf(req->last_error, sizeof(req->last_error), "%.60s: %.190s", b->name, err);
             log_warn("%s", req->last_error);
             req->backend = b;
@@ -250,13 +253,12 @@ static int resp_body_cb(void *arg, const char *at, size_t len)
  * moved on (retried elsewhere), 0 to relay this response. */
 static int on_response_headers(struct gw_request *req)
 {
-    struct gw *gw = req->gw;
     struct gw_client *c = req->client;
     struct http_msg *rm = &req->resp.msg;
     int status = rm->status;
 
     if (status == 502 || status == 503) {
-        gw_router_report(gw->router, req->backend, 0, now_ms());
+        gw_router_report(req->router, req->backend, 0, now_ms());
         req->last_status = status;
         snprintf(req->last_error, sizeof(req->last_error), "%s answered %d", req->backend->name,
                  status);
@@ -267,7 +269,7 @@ static int on_response_headers(struct gw_request *req)
             return 1;
         }
     } else {
-        gw_router_report(gw->router, req->backend, 1, now_ms());
+        gw_router_report(req->router, req->backend, 1, now_ms());
     }
 
     struct http_msg *cm = &c->parser.msg;
@@ -326,7 +328,7 @@ static void abort_stream(struct gw_request *req, const char *why)
     log_warn("%s %s: %s after the response started (backend %s)", c->addr, c->path, why,
              req->backend ? req->backend->name : "-");
     if (req->backend)
-        gw_router_report(req->gw->router, req->backend, 0, now_ms());
+        gw_router_report(req->router, req->backend, 0, now_ms());
     detach_upstream(req, 0);
     if (req->sse && (chunked_ok || !req->raw)) {
         char *err = oai_error_json(502, why, NULL, NULL);
@@ -370,7 +372,7 @@ static void process_upstream(struct gw_request *req)
             evbuffer_drain(in, used);
             if (ev == HTTP_EV_ERROR) {
                 char msg[300];
-                gw_router_report(req->gw->router, req->backend, 0, now_ms());
+                gw_router_report(req->router, req->backend, 0, now_ms());
                 snprintf(msg, sizeof(msg), "invalid response from backend %s: %s",
                          req->backend->name, http_parser_error(&req->resp));
                 fail_request(req, 502, msg, NULL);
@@ -439,7 +441,7 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         if (connect_failed) {
             b->connect_errors++;
             gw_metrics_connect_error(gw->metrics, b->name);
-            gw_router_report(gw->router, b, 0, now_ms());
+            gw_router_report(req->router, b, 0, now_ms());
             snprintf(req->last_error, sizeof(req->last_error), "connect to %s (%s) %s", b->name,
                      b->url, (what & BEV_EVENT_TIMEOUT) ? "timed out" :
                      evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -449,7 +451,7 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
             return;
         }
         char msg[300];
-        gw_router_report(gw->router, b, 0, now_ms());
+        gw_router_report(req->router, b, 0, now_ms());
         snprintf(msg, sizeof(msg), "backend %s closed the connection before sending a response",
                  b->name);
         fail_request(req, 502, msg, NULL);
@@ -551,6 +553,8 @@ void gw_proxy_start(struct gw_client *c)
     struct gw_request *req = xcalloc(1, sizeof(*req));
     req->client = c;
     req->gw = gw;
+    req->router = gw->router;
+    req->router->refs++;
     req->requested = info.model;
     info.model = NULL;
     gw_body_info_free(&info);

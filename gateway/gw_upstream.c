@@ -192,3 +192,13 @@ int gw_upstream_idle_count(const struct gw_backend *b)
 {
     return b->pool ? (int)b->pool->n_idle : 0;
 }
+
+void gw_upstream_router_free(struct gw_router *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->n_models; i++)
+        for (size_t j = 0; j < r->models[i]->n_backends; j++)
+            gw_upstream_pool_free(r->models[i]->backends[j]);
+    gw_router_free(r);
+}

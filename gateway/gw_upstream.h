@@ -42,6 +42,10 @@ void gw_upstream_close(struct gw_upconn *c);
 /* Close every idle connection of <b> and free its pool. */
 void gw_upstream_pool_free(struct gw_backend *b);
 
+/* Close the pools of every backend of <r>, then free <r>. */
+struct gw_router;
+void gw_upstream_router_free(struct gw_router *r);
+
 /* Idle connections parked for <b>. */
 int gw_upstream_idle_count(const struct gw_backend *b);
 

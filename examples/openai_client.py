@@ -1,0 +1,20 @@
+"""examples/openai_client.py -- the official openai client against llmux.
+
+    .venv/bin/python examples/openai_client.py
+"""
+import os
+
+from openai import OpenAI
+
+client = OpenAI(base_url=os.environ.get("LLMUX_URL", "http://127.0.0.1:8000") + "/v1",
+                api_key="unused")
+print([m.id for m in client.models.list()])
+r = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Hello"}])
+print(r.choices[0].message.content)
+for chunk in client.chat.completions.create(model="assistant", user="bob", stream=True,
+                                            messages=[{"role": "user", "content": "Hi"}]):
+    if chunk.choices and chunk.choices[0].delta.content:
+        print(chunk.choices[0].delta.content, end="", flush=True)
+print()
+e = client.embeddings.create(model="echo-embed", input=["hello", "world"])
+print(len(e.data), "embeddings of dim", len(e.data[0].embedding))
