@@ -36,6 +36,7 @@
 
 #define GW_MAX_HEADER_BYTES   (32 * 1024)
 #define GW_INPUT_HIGH_WATER   (256 * 1024)
+#define GW_LINGER_MS          2000      /* lingering close: how long unread input is drained */
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_write_cb(struct bufferevent *bev, void *arg);
@@ -238,7 +239,7 @@ void gw_server_stop_accepting(struct gw *gw)
         next = c->next;
         if (c->state == GW_CLIENT_IDLE && !http_parser_in_message(&c->parser) &&
             evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
-            gw_client_close(c, evbuffer_get_length(bufferevent_get_output(c->bev)) == 0);
+            gw_client_close(c, 1);
     }
 }
 
@@ -282,15 +283,33 @@ static void client_free(struct gw_client *c)
         event_base_loopexit(gw->base, NULL);
 }
 
+/* All output is flushed: half-close and drain what the client still sends
+ * (a body we refused, say) so that the kernel does not answer it with a
+ * reset that would destroy our response in flight (nginx's lingering close). */
+static void client_linger(struct gw_client *c)
+{
+    struct timeval tv = tv_ms(GW_LINGER_MS);
+    c->state = GW_CLIENT_LINGERING;
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+    bufferevent_set_timeouts(c->bev, &tv, NULL);
+    bufferevent_enable(c->bev, EV_READ);
+}
+
 void gw_client_close(struct gw_client *c, int now)
 {
-    if (now || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+    if (now) {
         client_free(c);
         return;
     }
     c->state = GW_CLIENT_CLOSING;
-    bufferevent_disable(c->bev, EV_READ);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        client_linger(c);
+        return;
+    }
+    bufferevent_disable(c->bev, EV_READ);
 }
 
 const char *gw_client_connection_header(struct gw_client *c)
@@ -402,6 +421,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
     struct gw_client *c = arg;
     if (c->state == GW_CLIENT_IDLE)
         client_process_input(c);
+    else if (c->state == GW_CLIENT_LINGERING)
+        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
 }
 
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -415,9 +436,11 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
     struct gw_client *c = arg;
     if (c->state == GW_CLIENT_CLOSING) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-            client_free(c);
+            client_linger(c);
         return;
     }
+    if (c->state == GW_CLIENT_LINGERING)
+        return;
     if (c->req != NULL)
         gw_proxy_client_drained(c->req);
 }
@@ -425,15 +448,20 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct gw_client *c = arg;
+    if (c->state == GW_CLIENT_LINGERING) {
+        client_free(c);
+        return;
+    }
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
         c->state == GW_CLIENT_IDLE && http_parser_in_message(&c->parser) && c->parser.headers_done) {
         c->keep_alive = 0;
         gw_client_error(c, 408, "client body timeout", NULL, NULL, "");
         return;
     }
-    if ((what & BEV_EVENT_EOF) && c->state == GW_CLIENT_CLOSING) {
+    if (c->state == GW_CLIENT_CLOSING && !(what & BEV_EVENT_ERROR) &&
+        !((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING))) {
         bufferevent_disable(bev, EV_READ);
-        return;     /* half-closed client still reads our answer */
+        return;     /* a half-closed client still reads our answer */
     }
     if ((what & BEV_EVENT_EOF) && c->state == GW_CLIENT_BUSY && c->req == NULL)
         return;     /* local answer in progress; finish will close */

@@ -22,7 +22,8 @@ struct gw_request;
 enum gw_client_state {
     GW_CLIENT_IDLE = 0,         /* waiting for (the rest of) a request */
     GW_CLIENT_BUSY,             /* a complete request is being answered */
-    GW_CLIENT_CLOSING           /* flushing the last response, then close */
+    GW_CLIENT_CLOSING,          /* flushing the last response */
+    GW_CLIENT_LINGERING         /* sent FIN; discarding input until EOF or a short timeout */
 };
 
 struct gw_client {
