@@ -488,7 +488,10 @@ void gw_client_respond(struct gw_client *c, int status, const char *content_type
                         gw_client_connection_header(c), extra_headers ? extra_headers : "");
     evbuffer_add(out, body, len);
     c->bytes_out += evbuffer_get_length(out) - before;
-    gw_client_finish(c, sum);
+    struct gw_req_summary local = *sum;
+    if (local.ttfb_us <= 0)     /* answered here: the first byte goes out now */
+        local.ttfb_us = now_us() - (c->t_start_us ? c->t_start_us : now_us());
+    gw_client_finish(c, &local);
 }
 
 void gw_client_error(struct gw_client *c, int status, const char *message,
