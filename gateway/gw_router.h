@@ -84,7 +84,7 @@ struct gw_router {
     /* name index: models, aliases and routes */
     void   *index;              /* private hash table */
     int     fail_threshold;     /* consecutive failures that take a backend DOWN; default 1 */
-    int64_t down_ms;            /* how long a DOWN backend is skipped before a probe; default 5000 */
+    int64_t down_ms;            /* how long a DOWN backend is skipped before a probe; default 10000 */
     /* lifetime across reloads (gw_main.c / gw_proxy.c): requests in flight
      * hold a reference; a retired router is freed when the last one ends */
     int     refs;
