@@ -233,3 +233,17 @@ def test_many_keepalive_clients(t):
     for x in th:
         x.join(30)
     check(not bad, "bad answers: %r" % bad[:5])
+
+
+def test_upstream_connections_reused(t):
+    # the gateway keeps idle upstream connections: sequential requests, even
+    # from separate client connections, do not each open a new one
+    g, a = setup(t)
+    for i in range(20):
+        eq(post(g, "/v1/chat/completions", chat_body("m1", "p%d" % i)).status, 200, "status")
+    for i in range(5):
+        s = stream(g, "/v1/chat/completions", chat_body("m1", stream=True))
+        eq(s.datas()[-1], "[DONE]", "stream %d" % i)
+    st = a.stats()
+    check(st["connections"] <= 3, "upstream saw %d connections for 25 sequential requests "
+          "(+ /stats): keep-alive to the upstream is not used" % st["connections"])

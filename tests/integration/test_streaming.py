@@ -103,6 +103,9 @@ def test_concurrent_streams(t):
 
 def test_client_disconnect_cancels_upstream(t):
     g, a = setup(t, chunks=100, chunk_interval_ms=100)
+    from lib import metric_sum
+    # the /metrics request may count itself: compare with an idle gateway
+    idle = metric_sum(g.metrics(), "llmux_requests_in_flight")
     s = Stream(g, "/v1/chat/completions", chat_body("m1", stream=True))
     eq(s.status, 200, "status")
     s.next_event()
@@ -117,8 +120,8 @@ def test_client_disconnect_cancels_upstream(t):
     wait_for(lambda: a.stats()["in_flight"] == 0, 2.0, what="upstream in_flight back to 0")
     # the gateway keeps serving, nothing left in flight
     eq(post(g, "/v1/chat/completions", chat_body("m1")).status, 200, "next request")
-    from lib import metric_sum
-    eq(metric_sum(g.metrics(), "llmux_requests_in_flight"), 0.0, "llmux_requests_in_flight")
+    eq(metric_sum(g.metrics(), "llmux_requests_in_flight"), idle,
+       "llmux_requests_in_flight after the disconnect (as when idle)")
 
 
 def test_upstream_dies_midstream(t):
@@ -168,11 +171,11 @@ def test_upstream_dies_before_first_chunk_midstream_raw(t):
 
 def test_stream_not_buffered_with_small_chunks_and_idle_gap(t):
     # one chunk, then a long gap: the chunk must reach the client during the gap
-    g, a = setup(t, chunks=2, chunk_interval_ms=1500)
+    g, a = setup(t, chunks=2, chunk_interval_ms=800)
     s = Stream(g, "/v1/chat/completions", chat_body("m1", stream=True))
     ev = s.next_event()
     dt = time.monotonic() - s.t0
     check(ev is not None and "tok0" in ev, "first event %r" % ev)
-    check(dt < 0.7, "first event arrived after %.2fs; the upstream sent it at once" % dt)
+    check(dt < 0.5, "first event arrived after %.2fs; the upstream sent it at once" % dt)
     s.read_all()
     eq(s.datas()[-1], "[DONE]", "last event")

@@ -7,6 +7,8 @@
  * error status, delay before headers, hang, die mid-stream.
  * Every reply carries x-fake-upstream, x-fake-path, x-fake-seq and
  * x-fake-body-sha256 (SHA-256 of the exact request body bytes received).
+ * GET /stats: {"requests","in_flight","cancelled" (requests whose client left
+ * before the answer ended),"connections" (distinct client TCP ports seen)}.
  * It must stay cheap per request: it is the benchmark's upstream too.
  *
  * Usage: fake-upstream --listen HOST:PORT|unix:PATH [--name ID] [--status CODE]
@@ -179,6 +181,10 @@ static const char *fu_name = "fake";
 static struct fu_opts fu_opt = { 200, 0, 8, 0, -1, 0, 200 };
 static struct fu_state *fu_active;
 static unsigned long fu_requests, fu_in_flight, fu_cancelled, fu_seq;
+/* client TCP ports seen: a cheap count of the connections the gateway opened
+ * to us (its keep-alive pool reuses them); unix sockets are not counted */
+static unsigned char fu_ports_seen[65536 / 8];
+static unsigned long fu_connections;
 
 static const char *const fu_post_paths[] = {
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
@@ -692,9 +698,10 @@ static void fu_get(struct evhttp_request *req, const char *path)
                       "id", fu_name, "object", "model", "created", 1700000000,
                       "owned_by", "fake-upstream");
     } else if (strcmp(path, "/stats") == 0) {
-        o = json_pack("{s:I,s:I,s:I,s:s}", "requests", (json_int_t)fu_requests,
+        o = json_pack("{s:I,s:I,s:I,s:I,s:s}", "requests", (json_int_t)fu_requests,
                       "in_flight", (json_int_t)fu_in_flight,
-                      "cancelled", (json_int_t)fu_cancelled, "name", fu_name);
+                      "cancelled", (json_int_t)fu_cancelled,
+                      "connections", (json_int_t)fu_connections, "name", fu_name);
     } else if (strcmp(path, "/load") == 0) {
         o = json_pack("{s:I,s:i,s:i,s:i}", "running", (json_int_t)fu_in_flight,
                       "waiting", 0, "kv_blocks_free", 1000, "kv_blocks_total", 1000);
@@ -728,6 +735,15 @@ static void fu_request_cb(struct evhttp_request *req, void *arg)
     }
     fu_requests++;
     fu_seq++;
+    {
+        char *peer = NULL;
+        ev_uint16_t pport = 0;
+        evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer, &pport);
+        if (pport != 0 && !(fu_ports_seen[pport / 8] & (1u << (pport % 8)))) {
+            fu_ports_seen[pport / 8] |= (unsigned char)(1u << (pport % 8));
+            fu_connections++;
+        }
+    }
     fu_sha256_init(&sha);
     fu_sha256_update(&sha, (const unsigned char *)body, len);
     fu_sha256_final_hex(&sha, hex);
