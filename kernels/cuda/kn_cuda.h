@@ -1,0 +1,128 @@
+/*
+ * kn_cuda.h -- shared by the cuda backend's .cu files only: the backend
+ * context, CUDA_CHECK, dtype loads/stores and block reductions for kernels,
+ * and the per-family entry points backend.cu puts in the vtable. Each family
+ * file (matmul.cu, norm.cu, rope.cu, softmax.cu, elementwise.cu) has three
+ * layers: the kernel, a launcher taking a cudaStream_t, and an entry point
+ * that asserts what kn_backend.c already validated. No host data here.
+ */
+#ifndef LLMUX_KN_CUDA_H
+#define LLMUX_KN_CUDA_H
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdlib.h>
+
+#include "kernels.h"
+extern "C" {
+#include "log.h"
+}
+
+struct kn_cuda_ctx {
+    cudaStream_t stream;        /* every op and copy of this backend, in order */
+    cublasHandle_t cublas;      /* bound to stream */
+};
+
+/* 0, or -1 after logging "file:line: expr: error string". */
+int kn_cuda_check(cudaError_t err, const char *expr, const char *file, int line);
+int kn_cublas_check(cublasStatus_t st, const char *expr, const char *file, int line);
+#define CUDA_CHECK(call) kn_cuda_check((call), #call, __FILE__, __LINE__)
+#define CUBLAS_CHECK(call) kn_cublas_check((call), #call, __FILE__, __LINE__)
+
+/* Invariants the kn_* entry points guarantee; failing one is a bug: abort. */
+#define KN_ASSERT(cond) do { if (!(cond)) { \
+    log_error("%s:%d: assertion failed: %s", __FILE__, __LINE__, #cond); abort(); } } while (0)
+
+static inline struct kn_cuda_ctx *kn_cuda_ctx_of(const struct kn_backend *be)
+{
+    return (struct kn_cuda_ctx *)be->ctx;
+}
+
+/* A tensor as a matrix for kernels: element (r,c) is data[r*ld + c]. */
+struct kn_mat {
+    void *data;
+    int dt;
+    int64_t rows, cols, ld;
+};
+
+static inline struct kn_mat kn_mat_of(const struct kn_tensor *t)
+{
+    struct kn_mat m;
+    KN_ASSERT(kn_tensor_rows(t, &m.rows, &m.cols, &m.ld) == 0);
+    KN_ASSERT(t->dtype == KN_F32 || t->dtype == KN_F16 || t->dtype == KN_BF16);
+    m.data = t->data;
+    m.dt = t->dtype;
+    return m;
+}
+
+/* Grid for a grid-stride loop over <n> items with <block> threads. */
+static inline unsigned kn_grid(int64_t n, int block)
+{
+    int64_t g = (n + block - 1) / block;
+    return (unsigned)(g < 1 ? 1 : g > 65536 ? 65536 : g);
+}
+
+/* ---- device helpers ------------------------------------------------------- */
+
+__device__ __forceinline__ float kn_ld(const void *p, int dt, int64_t i)
+{
+    switch (dt) {
+    case KN_BF16: return __bfloat162float(__ushort_as_bfloat16(((const unsigned short *)p)[i]));
+    case KN_F16: return __half2float(__ushort_as_half(((const unsigned short *)p)[i]));
+    default: return ((const float *)p)[i];
+    }
+}
+
+/* round to nearest even, as kn_f32_to_bf16() / kn_f32_to_f16() */
+__device__ __forceinline__ void kn_st(void *p, int dt, int64_t i, float v)
+{
+    switch (dt) {
+    case KN_BF16: ((unsigned short *)p)[i] = __bfloat16_as_ushort(__float2bfloat16_rn(v)); break;
+    case KN_F16: ((unsigned short *)p)[i] = __half_as_ushort(__float2half_rn(v)); break;
+    default: ((float *)p)[i] = v; break;
+    }
+}
+
+/* Sum / max of <v> over the block; every thread gets the result. blockDim.x
+ * is a multiple of 32, at most 1024; all threads must call. */
+__device__ __forceinline__ float kn_block_reduce(float v, int is_max)
+{
+    __shared__ float part[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarp = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) {
+        float u = __shfl_xor_sync(0xffffffffu, v, o);
+        v = is_max ? fmaxf(v, u) : v + u;
+    }
+    __syncthreads();            /* part[] may still be read by a previous call */
+    if (lane == 0)
+        part[warp] = v;
+    __syncthreads();
+    v = lane < nwarp ? part[lane] : (is_max ? -INFINITY : 0.0f);
+    for (int o = 16; o > 0; o >>= 1) {
+        float u = __shfl_xor_sync(0xffffffffu, v, o);
+        v = is_max ? fmaxf(v, u) : v + u;
+    }
+    return v;
+}
+
+/* ---- entry points (vtable ops), one family per file ----------------------------- */
+
+int kn_cuda_matmul(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                   const struct kn_tensor *w);
+int kn_cuda_rms_norm(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                     const struct kn_tensor *w, struct kn_tensor *res, float eps);
+int kn_cuda_rope(struct kn_backend *be, struct kn_tensor *x, const struct kn_tensor *pos,
+                 const struct kn_tensor *cos_sin);
+int kn_cuda_softmax(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                    float scale, int causal);
+int kn_cuda_silu_mul(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *gate,
+                     const struct kn_tensor *up);
+int kn_cuda_embed(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *table,
+                  const struct kn_tensor *ids);
+int kn_cuda_add(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *a,
+                const struct kn_tensor *b);
+int kn_cuda_convert(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x);
+
+#endif
