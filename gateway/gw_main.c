@@ -192,6 +192,8 @@ static void gw_reload(struct gw *gw)
     gw->conf->n_listens = conf->n_listens;
     conf->listens = keep;
     conf->n_listens = n_keep;
+    for (size_t i = 0; i < n_keep; i++)
+        keep[i].pos.file = NULL;    /* pointed into the old conf's file list */
     gw_conf_free(gw->conf);
     gw->conf = conf;
 

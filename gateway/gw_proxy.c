@@ -490,7 +490,7 @@ static void not_found(struct gw_client *c, const char *name)
     char *sugg = gw_router_suggest(c->gw->router, name, 3);
     char *msg = sugg ? xasprintf("The model `%s` does not exist. Did you mean %s?", name, sugg)
                      : xasprintf("The model `%s` does not exist.", name);
-    gw_client_error(c, 404, msg, "model", NULL, name);
+    gw_client_error(c, 404, msg, "model", NULL, "");   /* unknown names stay out of metric labels */
     free(msg);
     free(sugg);
 }

@@ -695,13 +695,16 @@ static int backend_eligibility(const struct gw_backend *b, const struct gw_model
     if (m->max_connections > 0 && b->in_flight >= m->max_connections)
         return 0;
     if (b->state == GW_BACKEND_UP)
-        return 1;
-    return now >= b->down_until_ms ? 2 : 0;
+        return 2;
+    return now >= b->down_until_ms ? 1 : 0;
 }
 
-/* The contract (header): UP backends first, least in_flight, round robin among
- * equals starting at m->rr_next. A DOWN backend whose hold-down has passed is
- * used only when no UP one is eligible; picking it moves its down_until_ms
+/* The contract (header): a DOWN backend whose hold-down (fail_timeout) has
+ * passed is taken first, for one probe request -- otherwise a recovered
+ * backend would never be tried again while others are up (a failed probe
+ * costs one failover, as a connect error is retried elsewhere). Then UP
+ * backends, least in_flight, round robin among equals starting at
+ * m->rr_next. Picking a DOWN backend moves its down_until_ms
  * ROUTER_PROBE_HOLD_MS ahead so that concurrent requests do not all probe it
  * (pick has no router, so it cannot use r->down_ms; gw_router_report sets the
  * real hold-down when the probe fails, or marks it UP when it succeeds). */

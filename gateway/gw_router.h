@@ -120,8 +120,8 @@ struct gw_route *gw_router_find_route(struct gw_router *r, const char *name);
  * new string "'a', 'b', 'c'" (caller frees), or NULL when none is close. */
 char *gw_router_suggest(struct gw_router *r, const char *name, int max);
 
-/* Pick a backend of <m> for a new attempt: UP backends first (a DOWN one whose
- * down_until_ms has passed may be picked for one probe), skipping those whose
+/* Pick a backend of <m> for a new attempt: a DOWN one whose down_until_ms has
+ * passed first (one probe request), then UP backends, skipping those whose
  * index is set in <tried_mask> and those at max_connections; least in_flight
  * wins, round robin among equals. Returns a borrowed backend or NULL. */
 struct gw_backend *gw_model_pick_backend(struct gw_model *m, uint64_t tried_mask, int64_t now);

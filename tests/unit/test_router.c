@@ -519,6 +519,10 @@ static void test_pick_backend(void)
     ok(gw_model_pick_backend(m, 6, 15000) == b[0] && b[0]->down_until_ms == 16000,
        "DOWN backend probed once down_until passed; next probe held 1 s");
     ok(gw_model_pick_backend(m, 6, 15500) == NULL, "no second probe during the hold");
+    b[0]->down_until_ms = 15000;
+    ok(gw_model_pick_backend(m, 0, 15000) == b[0],
+       "an expired DOWN backend gets its probe even while UP ones remain (it can recover)");
+    ok(gw_model_pick_backend(m, 0, 15100) != b[0], "then UP ones again during the hold");
     gw_router_report(r, b[0], 0, 15600);
     ok(b[0]->state == GW_BACKEND_DOWN && b[0]->consecutive_fails == 2 &&
        b[0]->down_until_ms == 25600, "failed probe: DOWN again for down_ms");
