@@ -187,6 +187,9 @@ void http_parser_free(struct http_parser *hp)
 void http_parser_reset(struct http_parser *hp)
 {
     http_parser_free(hp);
+    /* llhttp back to its start state: after an abandoned message (a retried
+     * 503 whose body was never read) it would still expect that body. */
+    llhttp_reset(&hp->ll);
     hp->header_bytes = 0;
     hp->in_field = 0;
     hp->headers_done = 0;

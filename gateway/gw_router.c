@@ -619,10 +619,26 @@ static int suggestion_cmp(const void *pa, const void *pb)
     return a->order < b->order ? -1 : a->order > b->order;
 }
 
+/* 1 when the first <n> bytes of <s> equal <prefix> ignoring ASCII case. */
+static int str_ieq_prefix(const char *s, const char *prefix, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int a = (unsigned char)s[i], b = (unsigned char)prefix[i];
+        if (a >= 'A' && a <= 'Z')
+            a += 32;
+        if (b >= 'A' && b <= 'Z')
+            b += 32;
+        if (a != b || a == 0)
+            return 0;
+    }
+    return 1;
+}
+
 /* Score <cand> against <name>: edit distance when it is at most
  * max(2, len/3) and smaller than both lengths (so "ab" does not suggest "cd"),
  * else 1000 + length difference when one contains the other (3 characters at
- * least), else SIZE_MAX (not close). */
+ * least), else 2000 + length difference when <name> is a prefix of <cand>,
+ * else SIZE_MAX (not close). */
 static size_t suggest_score(const char *name, size_t ln, const char *cand)
 {
     size_t lc = strlen(cand);
@@ -634,6 +650,8 @@ static size_t suggest_score(const char *name, size_t ln, const char *cand)
     }
     if ((ln >= 3 && contains_ci(cand, lc, name, ln)) || (lc >= 3 && contains_ci(name, ln, cand, lc)))
         return 1000 + (lc > ln ? lc - ln : ln - lc);
+    if (ln > 0 && ln < lc && str_ieq_prefix(cand, name, ln))
+        return 2000 + (lc - ln);        /* a short prefix: "m" -> "m1" */
     return SIZE_MAX;
 }
 

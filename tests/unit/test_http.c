@@ -150,6 +150,23 @@ static void test_errors(void)
     http_parser_free(&hp);
 }
 
+static void test_reset_abandoned(void)
+{
+    /* A 503 whose body is never read, then the next attempt's answer on a
+     * fresh connection through the same parser (gateway failover). */
+    const char *r1 = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 20\r\n\r\n";
+    const char *r2 = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    struct http_parser hp;
+    size_t used;
+    http_parser_init(&hp, HTTP_RESPONSE, NULL, NULL);
+    ok(http_parser_feed(&hp, r1, strlen(r1), &used) == HTTP_EV_HEADERS && hp.msg.status == 503,
+       "first answer: 503 headers");
+    http_parser_reset(&hp);
+    ok(http_parser_feed(&hp, r2, strlen(r2), &used) == HTTP_EV_HEADERS && hp.msg.status == 200,
+       "after reset the parser expects a new message, not the abandoned body");
+    http_parser_free(&hp);
+}
+
 static void test_misc(void)
 {
     ok(http_header_is_hop_by_hop("connection") && http_header_is_hop_by_hop("Transfer-Encoding") &&
@@ -174,6 +191,7 @@ int main(void)
     test_chunked_response_raw();
     test_response_until_close();
     test_errors();
+    test_reset_abandoned();
     test_misc();
     return tap_done();
 }

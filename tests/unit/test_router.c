@@ -607,6 +607,9 @@ static void test_suggest(void)
     s = gw_router_suggest(r, "xy", 3);
     ok(s == NULL, "short nonsense -> NULL (%s)", s ? s : "NULL");
     free(s);
+    s = gw_router_suggest(r, "q", 3);
+    ok(s != NULL && strstr(s, "'qwen3'") != NULL, "a one-letter prefix suggests: %s", s ? s : "NULL");
+    free(s);
     ok(gw_router_suggest(r, "qwen", 0) == NULL, "max 0 -> NULL");
     char longname[600];
     memset(longname, 'q', sizeof(longname) - 1);
