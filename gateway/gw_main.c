@@ -247,15 +247,17 @@ static int daemonize(void)
         char buf[1024];
         close(p[1]);
         ssize_t n = read(p[0], buf, sizeof(buf) - 1);
+        /* _exit: the daemon child owns everything from here on; the parent
+         * must not run exit handlers or flush stdio the child inherited. */
         if (n > 0 && buf[0] == '0')
-            exit(0);
+            _exit(0);
         if (n > 1) {
             buf[n] = '\0';
             fprintf(stderr, "llmux: %s\n", buf + 1);
         } else {
             fprintf(stderr, "llmux: daemon failed to start (see the error log)\n");
         }
-        exit(1);
+        _exit(1);
     }
     close(p[0]);
     setsid();
@@ -346,26 +348,32 @@ int main(int argc, char **argv)
     gw.start_time = wall_time_s();
     gw.metrics = gw_metrics_new();
     gw.base = event_base_new();
+    int rc = 1, wrote_pid = 0;
+    const char *fail = NULL;
+    struct event *sev[5] = { NULL };
+    static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 };
     if (gw.base == NULL) {
-        daemon_report(ready_fd, "event_base_new failed");
-        return 2;
+        fail = "event_base_new failed";
+        rc = 2;
+        goto out;
     }
     if (logs_open(&gw, conf) == -1) {
-        daemon_report(ready_fd, "cannot open the logs");
-        return 1;
+        fail = "cannot open the logs";
+        goto out;
     }
     if (gw_server_listen(&gw) == -1) {
-        daemon_report(ready_fd, "cannot listen (see the error log)");
-        return 1;
+        fail = "cannot listen (see the error log)";
+        goto out;
     }
-    if (conf->pid_file != NULL && pid_file_write(conf->pid_file) == -1) {
-        daemon_report(ready_fd, "cannot write the pid file");
-        return 1;
+    if (conf->pid_file != NULL) {
+        if (pid_file_write(conf->pid_file) == -1) {
+            fail = "cannot write the pid file";
+            goto out;
+        }
+        wrote_pid = 1;
     }
     if (ready_fd >= 0 && conf->error_log != NULL && strcmp(conf->error_log, "stderr") != 0)
         dup2(log_fd(), 2);
-    static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 };
-    struct event *sev[ARRAY_SIZE(sigs)];
     for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
         sev[i] = evsignal_new(gw.base, sigs[i], signal_cb, &gw);
         evsignal_add(sev[i], NULL);
@@ -373,22 +381,29 @@ int main(int argc, char **argv)
     log_notice("llmux %s started: %zu model(s), %zu route(s), pid %d", PACKAGE_VERSION,
                router->n_models, router->n_routes, (int)getpid());
     daemon_report(ready_fd, NULL);
+    ready_fd = -1;
 
     event_base_dispatch(gw.base);
-
     log_notice("exiting");
+    rc = 0;
+
+out:
+    if (fail != NULL)
+        daemon_report(ready_fd, fail);
     gw_server_free_all(&gw);
     for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
-        event_free(sev[i]);
+        if (sev[i] != NULL)
+            event_free(sev[i]);
     if (gw.shutdown_timer)
         event_free(gw.shutdown_timer);
-    if (gw.conf->pid_file != NULL)
+    if (wrote_pid)
         unlink(gw.conf->pid_file);
     gw_upstream_router_free(gw.router);
     gw_metrics_free(gw.metrics);
     gw_access_log_close(gw.access_log);
     gw_conf_free(gw.conf);
     free(gw.conf_path);
-    event_base_free(gw.base);
-    return 0;
+    if (gw.base != NULL)
+        event_base_free(gw.base);
+    return rc;
 }

@@ -38,8 +38,13 @@ echo "== build and test (build/)"
 build_and_check build --enable-werror
 if [ "${LLMUX_SKIP_ASAN:-0}" != 1 ]; then
     echo "== build and test with AddressSanitizer + UBSan (build-asan/)"
-    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
-    UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+    # Reports of every instrumented process (llmux, fake-upstream, unit
+    # tests) land in files, so one from a child a test did not watch still
+    # fails the run.
+    mkdir -p build-asan
+    rm -f build-asan/sanitizer.*
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:log_path=$SRC/build-asan/sanitizer} \
+    UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:log_path=$SRC/build-asan/sanitizer} \
         build_and_check build-asan --enable-werror --enable-sanitizers --without-cuda
 fi
 
@@ -59,6 +64,12 @@ for dir in build build-asan; do
         fi
         printf '%-60s %4d pass %3d fail %3d skip\n' "${trs%.trs}" $((p + x)) "$f" "$s"
     done
+done
+for rep in build-asan/sanitizer.*; do
+    [ -f "$rep" ] || continue
+    echo "---- SANITIZER REPORT: $rep"
+    head -60 "$rep"
+    fail=$((fail + 1))
 done
 [ $fail -gt 0 ] && status=1
 [ $pass -eq 0 ] && [ $fail -eq 0 ] && { echo "no test ran"; status=1; fail=1; }

@@ -667,8 +667,20 @@ class Test:
         self.kill(p, signal.SIGTERM)
 
     def cleanup(self):
+        # SIGTERM first: a clean exit lets AddressSanitizer's leak check run
+        # in the sanitizer build (tests/run.sh collects its reports); then
+        # SIGKILL whatever is still there.
         for p, label, _ in self.procs:
             if p.poll() is None:
+                try:
+                    p.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.time() + 3
+        for p, label, _ in self.procs:
+            try:
+                p.wait(max(0.05, deadline - time.time()))
+            except subprocess.TimeoutExpired:
                 try:
                     p.kill()
                 except ProcessLookupError:
