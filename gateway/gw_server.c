@@ -303,10 +303,17 @@ void gw_client_close(struct gw_client *c, int now)
         client_free(c);
         return;
     }
+    /* Linger only when the client may still be sending: we answered before
+     * its request was complete, or more of its bytes are waiting. */
+    c->linger = c->state != GW_CLIENT_BUSY ||
+                evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
     c->state = GW_CLIENT_CLOSING;
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-        client_linger(c);
+        if (c->linger)
+            client_linger(c);
+        else
+            client_free(c);
         return;
     }
     bufferevent_disable(c->bev, EV_READ);
@@ -435,8 +442,12 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 {
     struct gw_client *c = arg;
     if (c->state == GW_CLIENT_CLOSING) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-            client_linger(c);
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+            if (c->linger)
+                client_linger(c);
+            else
+                client_free(c);
+        }
         return;
     }
     if (c->state == GW_CLIENT_LINGERING)

@@ -2,7 +2,8 @@
 # rejects a bad one with file:line; the access log has one line per request
 # (model, backend, status) and SIGUSR1 reopens it; SIGTERM lets an in-flight
 # stream finish, refuses new connections, exits 0, and is bounded by
-# shutdown_timeout; `daemon on;` detaches and writes the pid file.
+# shutdown_timeout; `daemon on;` detaches and writes the pid file; SIGHUP
+# reloads (and a broken conf changes nothing).
 import os
 import signal
 import socket
@@ -207,3 +208,34 @@ def test_listen_address_in_use(t):
         check(str(port) in log, "error should name the address: %r" % log[-500:])
     finally:
         busy.close()
+
+
+def test_sighup_reload(t):
+    """SIGHUP re-reads the conf: a model added, a route's weights changed; a
+    stream in flight on the old configuration finishes; a broken conf changes
+    nothing and is reported in the error log."""
+    a = t.start_upstream("A", chunks=6, chunk_interval_ms=100)
+    b = t.start_upstream("B")
+    g = t.start_gateway(model_block("m1", [a]))
+    eq(get(g, "/v1/models/m2").status, 404, "m2 before reload")
+    s = Stream(g, "/v1/chat/completions", chat_body("m1", stream=True))
+    eq(s.status, 200, "stream status")
+    conf, _ = t.gateway_conf(model_block("m1", [a]) + model_block("m2", [b]),
+                             listen=g.addr)
+    t.write("llmux.conf", conf)
+    g.signal(signal.SIGHUP)
+    wait_for(lambda: get(g, "/v1/models/m2").status == 200, 3, what="m2 after reload")
+    r = post(g, "/v1/chat/completions", chat_body("m2", "hi"))
+    eq(r.status, 200, "request to the new model")
+    eq(r.headers.get("x-llmux-backend"), "m2#0", "served by the new model")
+    s.read_all()
+    check(s.error is None and s.done, "stream across the reload: %r" % s.error)
+    eq(len([d for d in s.datas() if "tok" in d]), 6, "events of the stream across the reload")
+
+    t.write("llmux.conf", conf.replace("model m2", "modle m2"))
+    g.signal(signal.SIGHUP)
+    wait_for(lambda: "reload failed" in g.error_log(), 3, what="reload failure logged")
+    check("llmux.conf:" in g.error_log(), "the failure names file:line")
+    eq(post(g, "/v1/chat/completions", chat_body("m2", "hi")).status, 200,
+       "broken conf changed nothing")
+    eq(g.proc.poll(), None, "llmux still running")
