@@ -300,6 +300,12 @@ int http_header_is_hop_by_hop(const char *name)
         "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
         "Proxy-Authorization", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
     };
+    switch (name[0] | 0x20) {  /* every proxied header is checked: reject most by letter */
+    case 'c': case 'k': case 'p': case 't': case 'u':
+        break;
+    default:
+        return 0;
+    }
     for (size_t i = 0; i < ARRAY_SIZE(hop); i++)
         if (strcasecmp(name, hop[i]) == 0)
             return 1;

@@ -347,7 +347,12 @@ int main(int argc, char **argv)
     gw.router = router;
     gw.start_time = wall_time_s();
     gw.metrics = gw_metrics_new();
-    gw.base = event_base_new();
+    /* The changelist folds an event's add and delete within one loop turn
+     * into no epoll_ctl at all. */
+    struct event_config *ecfg = event_config_new();
+    event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    gw.base = event_base_new_with_config(ecfg);
+    event_config_free(ecfg);
     int rc = 1, wrote_pid = 0;
     const char *fail = NULL;
     struct event *sev[5] = { NULL };

@@ -63,7 +63,49 @@ struct gw_request {
 };
 
 static void attempt_next(struct gw_request *req);
+
+/* Header blocks are assembled with memcpy into one buffer and added to the
+ * evbuffer once: cheaper than a printf per header line on every request. */
+struct hdrbuf {
+    struct evbuffer *out;
+    size_t len;
+    char buf[4096];
+};
+
+static void hb_put(struct hdrbuf *h, const char *s, size_t n)
+{
+    if (h->len + n > sizeof(h->buf)) {
+        evbuffer_add(h->out, h->buf, h->len);
+        h->len = 0;
+        if (n > sizeof(h->buf)) {
+            evbuffer_add(h->out, s, n);
+            return;
+        }
+    }
+    memcpy(h->buf + h->len, s, n);
+    h->len += n;
+}
+
+static void hb_str(struct hdrbuf *h, const char *s)
+{
+    hb_put(h, s, strlen(s));
+}
+
+static void hb_header(struct hdrbuf *h, const char *name, const char *value)
+{
+    hb_str(h, name);
+    hb_put(h, ": ", 2);
+    hb_str(h, value);
+    hb_put(h, "\r\n", 2);
+}
+
+static void hb_done(struct hdrbuf *h)
+{
+    evbuffer_add(h->out, h->buf, h->len);
+    h->len = 0;
+}
 static void up_read_cb(struct bufferevent *bev, void *arg);
+static void up_write_cb(struct bufferevent *bev, void *arg);
 static void up_event_cb(struct bufferevent *bev, short what, void *arg);
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -107,6 +149,7 @@ static void finish_request(struct gw_request *req)
 {
     struct gw_client *c = req->client;
     struct gw_req_summary sum = summary_of(req, req->status);
+    gw_bev_flush(c->bev);
     c->req = NULL;
     request_free(req);
     gw_client_finish(c, &sum);
@@ -156,8 +199,15 @@ static void send_request(struct gw_request *req, struct gw_backend *b, struct gw
     b->requests++;
     http_parser_reset(&req->resp);
 
-    evbuffer_add_printf(out, "POST %s%s HTTP/1.1\r\nHost: %s\r\n", b->path_prefix, m->url,
-                        b->host_header);
+    struct hdrbuf h;
+    char num[32];
+    h.out = out;
+    h.len = 0;
+    hb_put(&h, "POST ", 5);
+    hb_str(&h, b->path_prefix);
+    hb_str(&h, m->url);
+    hb_str(&h, " HTTP/1.1\r\n");
+    hb_header(&h, "Host", b->host_header);
     for (size_t i = 0; i < m->n_headers; i++) {
         const char *n = m->headers[i].name;
         if (http_header_is_hop_by_hop(n) || strcasecmp(n, "Host") == 0 ||
@@ -167,19 +217,26 @@ static void send_request(struct gw_request *req, struct gw_backend *b, struct gw
             xff = m->headers[i].value;
             continue;
         }
-        evbuffer_add_printf(out, "%s: %s\r\n", n, m->headers[i].value);
+        hb_header(&h, n, m->headers[i].value);
     }
-    if (xff != NULL)
-        evbuffer_add_printf(out, "X-Forwarded-For: %s, %s\r\n", xff, c->addr);
-    else
-        evbuffer_add_printf(out, "X-Forwarded-For: %s\r\n", c->addr);
+    hb_str(&h, "X-Forwarded-For: ");
+    if (xff != NULL) {
+        hb_str(&h, xff);
+        hb_put(&h, ", ", 2);
+    }
+    hb_str(&h, c->addr);
     size_t len = evbuffer_get_length(c->body);
-    evbuffer_add_printf(out, "Content-Length: %zu\r\nConnection: keep-alive\r\n\r\n", len);
+    snprintf(num, sizeof(num), "%zu", len);
+    hb_str(&h, "\r\nContent-Length: ");
+    hb_str(&h, num);
+    hb_str(&h, "\r\nConnection: keep-alive\r\n\r\n");
+    hb_done(&h);
     if (len > 0)
         evbuffer_add(out, evbuffer_pullup(c->body, -1), len);
 
-    bufferevent_setcb(up->bev, up_read_cb, NULL, up_event_cb, req);
-    bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+    bufferevent_setcb(up->bev, up_read_cb, up_write_cb, up_event_cb, req);
+    bufferevent_enable(up->bev, EV_READ);
+    gw_bev_flush(up->bev);      /* a new connection is still connecting: it writes itself */
 }
 
 /* 1 when another attempt could be made after this one failed. */
@@ -287,21 +344,29 @@ static int on_response_headers(struct gw_request *req)
 
     struct evbuffer *out = bufferevent_get_output(c->bev);
     size_t before = evbuffer_get_length(out);
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, http_status_reason(status));
+    struct hdrbuf h;
+    char line[64];
+    h.out = out;
+    h.len = 0;
+    hb_put(&h, line, (size_t)snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status,
+                                      http_status_reason(status)));
     for (size_t i = 0; i < rm->n_headers; i++) {
         const char *n = rm->headers[i].name;
         if (strcasecmp(n, "Transfer-Encoding") == 0) {
             if (req->raw)
-                evbuffer_add_printf(out, "%s: %s\r\n", n, rm->headers[i].value);
+                hb_header(&h, n, rm->headers[i].value);
             continue;
         }
         if (http_header_is_hop_by_hop(n) || str_ieq_n("x-llmux-model", n, 13) ||
             str_ieq_n("x-llmux-backend", n, 15))
             continue;
-        evbuffer_add_printf(out, "%s: %s\r\n", n, rm->headers[i].value);
+        hb_header(&h, n, rm->headers[i].value);
     }
-    evbuffer_add_printf(out, "x-llmux-model: %s\r\nx-llmux-backend: %s\r\nConnection: %s\r\n\r\n",
-                        req->model->name, req->backend->name, gw_client_connection_header(c));
+    hb_header(&h, "x-llmux-model", req->model->name);
+    hb_header(&h, "x-llmux-backend", req->backend->name);
+    hb_header(&h, "Connection", gw_client_connection_header(c));
+    hb_put(&h, "\r\n", 2);
+    hb_done(&h);
     c->bytes_out += evbuffer_get_length(out) - before;
     req->headers_sent = 1;
     req->status = status;
@@ -400,6 +465,7 @@ static void process_upstream(struct gw_request *req)
             abort_stream(req, "invalid response framing from the backend");
             return;
         }
+        gw_bev_flush(req->client->bev);         /* relay each piece as it arrives */
         if (evbuffer_get_length(out) > CLIENT_OUT_HIGH) {
             bufferevent_disable(req->up->bev, EV_READ);
             bufferevent_setwatermark(req->client->bev, EV_WRITE, CLIENT_OUT_LOW, 0);
@@ -412,6 +478,12 @@ static void process_upstream(struct gw_request *req)
 static void up_read_cb(struct bufferevent *bev, void *arg)
 {
     process_upstream(arg);
+}
+
+static void up_write_cb(struct bufferevent *bev, void *arg)
+{
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);     /* request sent: direct writes again */
 }
 
 static void up_event_cb(struct bufferevent *bev, short what, void *arg)

@@ -98,7 +98,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, GW_INPUT_HIGH_WATER);
     client_set_read_timeout(c, gw->conf->client_header_timeout_ms);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(c->bev, EV_READ);
+    bufferevent_disable(c->bev, EV_WRITE);      /* on by default; see gw_bev_flush() */
     if (gw->conf->worker_connections > 0 && gw->n_clients >= gw->conf->worker_connections &&
         !gw->listeners_paused) {
         log_warn("%d worker_connections are not enough, pausing accept", gw->n_clients);
@@ -319,6 +320,22 @@ void gw_client_close(struct gw_client *c, int now)
     bufferevent_disable(c->bev, EV_READ);
 }
 
+void gw_bev_flush(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(bev) & EV_WRITE))
+        return;                 /* nothing to do, or the bufferevent is writing */
+    /* A bufferevent freezes the start of its output buffer so that only its
+     * writer drains it; that writer is off (EV_WRITE disabled), so we may. */
+    evbuffer_unfreeze(out, 1);
+    evbuffer_write(out, bufferevent_getfd(bev));
+    evbuffer_freeze(out, 1);
+    /* EAGAIN or a partial write: the rest goes when the socket is writable;
+     * an error surfaces there as BEV_EVENT_ERROR. */
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(bev, EV_WRITE);
+}
+
 const char *gw_client_connection_header(struct gw_client *c)
 {
     return c->keep_alive && !c->gw->shutting_down && c->gw->conf->keepalive_timeout_ms > 0 &&
@@ -360,8 +377,10 @@ static int on_request_headers(struct gw_client *c)
         return -1;
     }
     if (m->expect_continue) {
-        if (m->http_major == 1 && m->http_minor >= 1)
+        if (m->http_major == 1 && m->http_minor >= 1) {
             bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+            gw_bev_flush(c->bev);
+        }
     }
     client_set_read_timeout(c, c->gw->conf->client_body_timeout_ms);
     return 0;
@@ -441,6 +460,8 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 static void client_write_cb(struct bufferevent *bev, void *arg)
 {
     struct gw_client *c = arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);     /* drained: back to direct writes */
     if (c->state == GW_CLIENT_CLOSING) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
             if (c->linger)
@@ -499,6 +520,7 @@ void gw_client_respond(struct gw_client *c, int status, const char *content_type
                         gw_client_connection_header(c), extra_headers ? extra_headers : "");
     evbuffer_add(out, body, len);
     c->bytes_out += evbuffer_get_length(out) - before;
+    gw_bev_flush(c->bev);
     struct gw_req_summary local = *sum;
     if (local.ttfb_us <= 0)     /* answered here: the first byte goes out now */
         local.ttfb_us = now_us() - (c->t_start_us ? c->t_start_us : now_us());

@@ -82,6 +82,13 @@ void gw_client_finish(struct gw_client *c, const struct gw_req_summary *sum);
 /* Close the connection once what is queued is flushed (or at once when <now>). */
 void gw_client_close(struct gw_client *c, int now);
 
+/* Write what is queued on <bev> now, without a trip through the event loop;
+ * whatever the socket does not take is left to the bufferevent (EV_WRITE is
+ * enabled only then, and its write callback disables it once drained). This
+ * keeps epoll_ctl out of the common path: each response would otherwise add
+ * and remove the write event. Used for client and backend connections. */
+void gw_bev_flush(struct bufferevent *bev);
+
 /* Header "Connection: keep-alive" or "close" for the current response. */
 const char *gw_client_connection_header(struct gw_client *c);
 
