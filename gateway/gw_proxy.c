@@ -151,8 +151,10 @@ static void finish_request(struct gw_request *req)
     struct gw_req_summary sum = summary_of(req, req->status);
     gw_bev_flush(c->bev);
     c->req = NULL;
-    request_free(req);
+    /* Account first: <sum> points into the router, which request_free()
+     * releases when this was the last request on a retired one. */
     gw_client_finish(c, &sum);
+    request_free(req);
 }
 
 /* Answer an error before any response byte was sent. */
