@@ -52,6 +52,9 @@ static struct timeval tv_ms(int64_t ms)
 
 static void client_set_read_timeout(struct gw_client *c, int64_t ms)
 {
+    if (ms == c->read_timeout_ms)
+        return;         /* re-arming costs timer-heap work on every request */
+    c->read_timeout_ms = ms;
     struct timeval rt = tv_ms(ms), wt = tv_ms(c->gw->conf->send_timeout_ms);
     bufferevent_set_timeouts(c->bev, ms > 0 ? &rt : NULL, &wt);
 }
@@ -89,6 +92,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     http_parser_init(&c->parser, HTTP_REQUEST, client_body_cb, c);
     c->parser.max_header_bytes = GW_MAX_HEADER_BYTES;
     c->keep_alive = 1;
+    c->read_timeout_ms = -1;
     c->next = gw->clients;
     if (gw->clients)
         gw->clients->prev = c;
@@ -295,6 +299,7 @@ static void client_linger(struct gw_client *c)
     evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
     bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
     bufferevent_set_timeouts(c->bev, &tv, NULL);
+    c->read_timeout_ms = -1;
     bufferevent_enable(c->bev, EV_READ);
 }
 

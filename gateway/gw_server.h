@@ -37,7 +37,8 @@ struct gw_client {
     int                 state;          /* enum gw_client_state */
     int                 keep_alive;     /* for the current request */
     int                 body_too_large;
-    int                 linger;         /* close with a lingering drain (request not fully read) */
+    int                 linger;
+    int64_t             read_timeout_ms;  /* as last set (-1: never), to skip re-arming */         /* close with a lingering drain (request not fully read) */
     unsigned            n_requests;
     int64_t             t_start_us;     /* first byte of the current request */
     struct gw_request  *req;            /* proxied request in progress, or NULL */
