@@ -116,6 +116,20 @@ int str_ieq_n(const char *a, const char *b, size_t n)
     return a[n] == '\0';
 }
 
+int str_ieq_prefix(const char *s, const char *prefix, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int a = (unsigned char)s[i], b = (unsigned char)prefix[i];
+        if (a >= 'A' && a <= 'Z')
+            a += 32;
+        if (b >= 'A' && b <= 'Z')
+            b += 32;
+        if (a != b || a == 0)
+            return 0;
+    }
+    return 1;
+}
+
 int str_starts_with(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;

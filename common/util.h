@@ -32,6 +32,9 @@ int64_t wall_time_s(void);
 
 /* ASCII case-insensitive compare of <a> with the <n> bytes at <b>; 1 when equal. */
 int str_ieq_n(const char *a, const char *b, size_t n);
+/* 1 when the first <n> bytes of <s> equal those of <prefix>, ASCII case
+ * ignored (<s> may be shorter: then 0). */
+int str_ieq_prefix(const char *s, const char *prefix, size_t n);
 /* 1 when <s> starts with <prefix>. */
 int str_starts_with(const char *s, const char *prefix);
 

@@ -36,7 +36,6 @@ struct gw {
     int                 shutting_down;
     struct event       *shutdown_timer;
     int64_t             start_time;         /* wall clock */
-    uint64_t            next_request_id;
 };
 
 #endif

@@ -27,12 +27,32 @@ static const char *const proxied_paths[] = {
     "/v1/audio/transcriptions", "/tokenize", "/detokenize", "/pooling", "/invocations",
 };
 
+static const char *const local_paths[] = {
+    "/v1/models", "/health", "/version", "/metrics",
+};
+
 int gw_api_is_proxied_path(const char *path)
 {
     for (size_t i = 0; i < ARRAY_SIZE(proxied_paths); i++)
         if (strcmp(path, proxied_paths[i]) == 0)
             return 1;
     return 0;
+}
+
+const char *gw_api_route_label(const char *path)
+{
+    if (path == NULL)
+        return "other";
+    size_t len = strcspn(path, "?");
+    for (size_t i = 0; i < ARRAY_SIZE(proxied_paths); i++)
+        if (strlen(proxied_paths[i]) == len && strncmp(path, proxied_paths[i], len) == 0)
+            return proxied_paths[i];
+    for (size_t i = 0; i < ARRAY_SIZE(local_paths); i++)
+        if (strlen(local_paths[i]) == len && strncmp(path, local_paths[i], len) == 0)
+            return local_paths[i];
+    if (len > 11 && strncmp(path, "/v1/models/", 11) == 0)
+        return "/v1/models/{model}";
+    return "other";
 }
 
 static const char *model_state(const struct gw_model *m)
@@ -217,9 +237,8 @@ void gw_api_dispatch(struct gw_client *c)
         return;
     }
     int is_get = method == HTTP_GET;
-    int local = strcmp(path, "/v1/models") == 0 || str_starts_with(path, "/v1/models/") ||
-                strcmp(path, "/health") == 0 || strcmp(path, "/version") == 0 ||
-                strcmp(path, "/metrics") == 0;
+    const char *label = gw_api_route_label(path);
+    int local = strcmp(label, "other") != 0;
     if (local && !is_get) {
         gw_client_error(c, 405, "method not allowed: use GET", NULL, "Allow: GET\r\n", "");
         return;

@@ -15,4 +15,10 @@ void gw_api_dispatch(struct gw_client *c);
 /* 1 when <path> is one of the proxied POST endpoints. */
 int gw_api_is_proxied_path(const char *path);
 
+/* The metrics "route" label of <path> (a borrowed static string): the
+ * endpoint itself when the gateway serves it (query dropped),
+ * "/v1/models/{model}" for model lookups, else "other" -- so that scanners
+ * cannot grow the series set. */
+const char *gw_api_route_label(const char *path);
+
 #endif

@@ -1,7 +1,7 @@
 /*
- * gw_body.c -- request body inspection: jansson for JSON (parsed once, only
- * to read fields), a small scanner for multipart/form-data fields. Nothing
- * here allocates beyond the returned strings.
+ * gw_body.c -- request body inspection: jansson for JSON (parsed once; the
+ * parse is kept for later field lookups), a small scanner for
+ * multipart/form-data. Nothing here changes or copies the body.
  */
 #include "gw_body.h"
 
@@ -24,8 +24,8 @@ static char *json_scalar_string(json_t *v)
     return NULL;
 }
 
-int gw_body_inspect_json(const char *body, size_t len, const char *sticky_field,
-                         struct gw_body_info *info, char *err, size_t errlen)
+int gw_body_inspect_json(const char *body, size_t len, struct gw_body_info *info,
+                         char *err, size_t errlen)
 {
     memset(info, 0, sizeof(*info));
     json_error_t je;
@@ -46,9 +46,7 @@ int gw_body_inspect_json(const char *body, size_t len, const char *sticky_field,
     else if (model != NULL && !json_is_null(model))
         info->model_bad_type = 1;
     info->stream = json_is_true(json_object_get(root, "stream"));
-    if (sticky_field != NULL)
-        info->sticky = json_scalar_string(json_object_get(root, sticky_field));
-    json_decref(root);
+    info->json = root;
     return 0;
 }
 
@@ -119,17 +117,23 @@ static int part_name(const char *h, const char *hend, char *out, size_t outlen)
     return -1;
 }
 
-int gw_body_inspect_multipart(const char *body, size_t len, const char *content_type,
-                              const char *sticky_field, struct gw_body_info *info,
-                              char *err, size_t errlen)
+/* Called for each form field: its name and value. Return 1 to stop. */
+typedef int (*part_fn)(void *arg, const char *name, const char *data, size_t n);
+
+/* Walk the parts of a multipart body. Returns 1 when the closing delimiter
+ * was reached or <fn> stopped, 0 when the body ends early (truncated or
+ * malformed after the last whole part), -1 with <err> when it has no valid
+ * boundary or no part at all. */
+static int multipart_each(const char *body, size_t len, const char *content_type,
+                          part_fn fn, void *arg, char *err, size_t errlen)
 {
-    char boundary[80], delim[84], name[128];
-    memset(info, 0, sizeof(*info));
+    char boundary[80], delim[84], nd[88], name[128];
     if (multipart_boundary(content_type, boundary, sizeof(boundary)) == -1) {
         snprintf(err, errlen, "multipart/form-data body without a valid boundary");
         return -1;
     }
     size_t dlen = (size_t)snprintf(delim, sizeof(delim), "--%s", boundary);
+    size_t ndlen = (size_t)snprintf(nd, sizeof(nd), "\r\n%s", delim);
     const char *p = mem_find(body, len, delim, dlen);
     if (p == NULL) {
         snprintf(err, errlen, "multipart/form-data body has no part");
@@ -139,39 +143,85 @@ int gw_body_inspect_multipart(const char *body, size_t len, const char *content_
     for (;;) {
         p += dlen;
         if (end - p >= 2 && p[0] == '-' && p[1] == '-')
-            return 0;                           /* closing delimiter */
+            return 1;                           /* closing delimiter */
         if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
-            break;
+            return 0;
         p += 2;
         const char *hend = mem_find(p, (size_t)(end - p), "\r\n\r\n", 4);
         if (hend == NULL)
-            break;
+            return 0;
         const char *data = hend + 4;
-        char nd[88];
-        size_t ndlen = (size_t)snprintf(nd, sizeof(nd), "\r\n%s", delim);
         const char *next = mem_find(data, (size_t)(end - data), nd, ndlen);
         if (next == NULL)
-            break;
-        if (part_name(p, hend, name, sizeof(name)) == 0) {
-            if (strcmp(name, "model") == 0 && info->model == NULL)
-                info->model = xstrndup(data, (size_t)(next - data));
-            else if (strcmp(name, "stream") == 0)
-                info->stream = (next - data) == 4 && strncasecmp(data, "true", 4) == 0;
-            else if (sticky_field != NULL && strcmp(name, sticky_field) == 0 && info->sticky == NULL)
-                info->sticky = xstrndup(data, (size_t)(next - data));
-        }
+            return 0;
+        if (part_name(p, hend, name, sizeof(name)) == 0 &&
+            fn(arg, name, data, (size_t)(next - data)))
+            return 1;
         p = next + 2;
     }
-    if (info->model != NULL)
-        return 0;                               /* tolerate a truncated tail after the model */
-    snprintf(err, errlen, "malformed multipart/form-data body");
-    gw_body_info_free(info);
-    return -1;
+}
+
+static int inspect_part(void *arg, const char *name, const char *data, size_t n)
+{
+    struct gw_body_info *info = arg;
+    if (strcmp(name, "model") == 0 && info->model == NULL)
+        info->model = xstrndup(data, n);
+    else if (strcmp(name, "stream") == 0)
+        info->stream = n == 4 && strncasecmp(data, "true", 4) == 0;
+    return 0;
+}
+
+int gw_body_inspect_multipart(const char *body, size_t len, const char *content_type,
+                              struct gw_body_info *info, char *err, size_t errlen)
+{
+    memset(info, 0, sizeof(*info));
+    int rc = multipart_each(body, len, content_type, inspect_part, info, err, errlen);
+    if (rc == -1)
+        return -1;
+    if (rc == 0 && info->model == NULL) {
+        snprintf(err, errlen, "malformed multipart/form-data body");
+        gw_body_info_free(info);
+        return -1;
+    }
+    /* a truncated tail after the model field is tolerated */
+    info->body = body;
+    info->len = len;
+    info->content_type = content_type;
+    return 0;
+}
+
+struct field_find {
+    const char *name;
+    char       *value;
+};
+
+static int find_part(void *arg, const char *name, const char *data, size_t n)
+{
+    struct field_find *f = arg;
+    if (strcmp(name, f->name) != 0)
+        return 0;
+    f->value = xstrndup(data, n);
+    return 1;
+}
+
+char *gw_body_field(const struct gw_body_info *info, const char *name)
+{
+    if (info->json != NULL)
+        return json_scalar_string(json_object_get(info->json, name));
+    if (info->body == NULL)
+        return NULL;
+    struct field_find f = { .name = name, .value = NULL };
+    char err[128];
+    multipart_each(info->body, info->len, info->content_type, find_part, &f, err, sizeof(err));
+    return f.value;
 }
 
 void gw_body_info_free(struct gw_body_info *info)
 {
     free(info->model);
-    free(info->sticky);
-    info->model = info->sticky = NULL;
+    info->model = NULL;
+    if (info->json != NULL)
+        json_decref(info->json);
+    info->json = NULL;
+    info->body = NULL;
 }

@@ -792,40 +792,39 @@ static int conf_set_str(struct conf_parser *p, const struct conf_cmd *cmd, char 
     return 0;
 }
 
-static int conf_set_int(struct conf_parser *p, const struct conf_cmd *cmd, char **args)
+/* Parse args[1] with <parse> (-1: invalid) and check the directive's range
+ * (<unit> names it in messages). 0 with *<out> set, or -1 after reporting. */
+static int conf_parse_number(struct conf_parser *p, const struct conf_cmd *cmd, char **args,
+                             int64_t (*parse)(const char *), const char *unit, int64_t *out)
 {
-    int *field = (int *)((char *)conf_base(p) + cmd->offset);
-    int64_t v = conf_parse_int(args[1]);
+    int64_t v = parse(args[1]);
     if (v < 0)
         return conf_invalid(p, cmd, args[1], NULL);
-    if (conf_check_range(p, cmd, args[1], v, "") == -1)
+    if (conf_check_range(p, cmd, args[1], v, unit) == -1)
         return -1;
-    *field = (int)v;
+    *out = v;
+    return 0;
+}
+
+static int conf_set_int(struct conf_parser *p, const struct conf_cmd *cmd, char **args)
+{
+    int64_t v;
+    if (conf_parse_number(p, cmd, args, conf_parse_int, "", &v) == -1)
+        return -1;
+    *(int *)((char *)conf_base(p) + cmd->offset) = (int)v;
     return 0;
 }
 
 static int conf_set_size(struct conf_parser *p, const struct conf_cmd *cmd, char **args)
 {
-    int64_t *field = (int64_t *)((char *)conf_base(p) + cmd->offset);
-    int64_t v = gw_conf_parse_size(args[1]);
-    if (v < 0)
-        return conf_invalid(p, cmd, args[1], NULL);
-    if (conf_check_range(p, cmd, args[1], v, "") == -1)
-        return -1;
-    *field = v;
-    return 0;
+    return conf_parse_number(p, cmd, args, gw_conf_parse_size, "",
+                             (int64_t *)((char *)conf_base(p) + cmd->offset));
 }
 
 static int conf_set_msec(struct conf_parser *p, const struct conf_cmd *cmd, char **args)
 {
-    int64_t *field = (int64_t *)((char *)conf_base(p) + cmd->offset);
-    int64_t v = gw_conf_parse_msec(args[1]);
-    if (v < 0)
-        return conf_invalid(p, cmd, args[1], NULL);
-    if (conf_check_range(p, cmd, args[1], v, "ms") == -1)
-        return -1;
-    *field = v;
-    return 0;
+    return conf_parse_number(p, cmd, args, gw_conf_parse_msec, "ms",
+                             (int64_t *)((char *)conf_base(p) + cmd->offset));
 }
 
 static int conf_set_enum(struct conf_parser *p, const struct conf_cmd *cmd, char **args)

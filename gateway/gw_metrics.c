@@ -10,6 +10,8 @@
  */
 #include "gw_metrics.h"
 
+#include "gw_api.h"
+
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -82,14 +84,6 @@ static const struct family_def families[FAM_COUNT] = {
     [FAM_RETRIES] = { "llmux_upstream_retries_total",
                       "Attempts that failed over to another backend.",
                       MT_COUNTER, { "model" } },
-};
-
-/* Endpoints that keep their own route label; any other path is "other". */
-static const char *const known_routes[] = {
-    "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
-    "/v1/rerank", "/rerank", "/v2/rerank", "/v1/score", "/score",
-    "/v1/audio/transcriptions", "/tokenize", "/detokenize", "/pooling", "/invocations",
-    "/v1/models", "/health", "/version", "/metrics", "/load",
 };
 
 struct series {
@@ -334,29 +328,13 @@ void gw_metrics_free(struct gw_metrics *m)
     free(m);
 }
 
-/* The route label for endpoint <path>: itself when it is a known endpoint
- * (query string dropped), "/v1/models/{model}" for model lookups, else
- * "other", so that scanners cannot grow the series set. */
-static const char *route_label(const char *path)
-{
-    if (path == NULL)
-        return "other";
-    size_t len = strcspn(path, "?");
-    for (size_t i = 0; i < ARRAY_SIZE(known_routes); i++)
-        if (strlen(known_routes[i]) == len && strncmp(path, known_routes[i], len) == 0)
-            return known_routes[i];
-    if (len > 11 && strncmp(path, "/v1/models/", 11) == 0)
-        return "/v1/models/{model}";
-    return "other";
-}
-
 void gw_metrics_request_done(struct gw_metrics *m, const char *model, const char *route,
                              int status, double latency_s, double ttfb_s,
                              uint64_t bytes_in, uint64_t bytes_out)
 {
     char status_s[16];
     const char *mod = model ? model : "";
-    const char *rt = route_label(route);
+    const char *rt = gw_api_route_label(route);
     snprintf(status_s, sizeof(status_s), "%d", status);
 
     series_count(m, FAM_REQUESTS, (const char *[]){ mod, rt, status_s }, 1);

@@ -424,14 +424,9 @@ static void process_upstream(struct gw_request *req)
     int zero_feed = 0;
 
     while (evbuffer_get_length(in) > 0 || zero_feed) {
-        struct evbuffer_iovec v;
-        const char *data = "";
-        size_t len = 0, used = 0;
+        size_t len, used = 0;
+        const char *data = gw_evbuffer_head(in, &len);
         zero_feed = 0;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) >= 1) {
-            data = v.iov_base;
-            len = v.iov_len;
-        }
         if (len > 0)
             req->got_bytes = 1;
         enum http_event ev = http_parser_feed(&req->resp, data, len, &used);
@@ -584,8 +579,8 @@ void gw_proxy_start(struct gw_client *c)
                         NULL, NULL, "");
         return;
     }
-    int rc = multipart ? gw_body_inspect_multipart(body, len, ct, NULL, &info, err, sizeof(err))
-                       : gw_body_inspect_json(body, len, NULL, &info, err, sizeof(err));
+    int rc = multipart ? gw_body_inspect_multipart(body, len, ct, &info, err, sizeof(err))
+                       : gw_body_inspect_json(body, len, &info, err, sizeof(err));
     if (rc == -1) {
         gw_client_error(c, 400, err, NULL, NULL, "");
         return;
@@ -606,14 +601,7 @@ void gw_proxy_start(struct gw_client *c)
     if (rt != NULL && rt->sticky == GW_STICKY_HEADER) {
         sticky = xstrdup(http_msg_header(&c->parser.msg, rt->sticky_key));
     } else if (rt != NULL && rt->sticky == GW_STICKY_FIELD) {
-        struct gw_body_info fi;
-        rc = multipart ? gw_body_inspect_multipart(body, len, ct, rt->sticky_key, &fi, err, sizeof(err))
-                       : gw_body_inspect_json(body, len, rt->sticky_key, &fi, err, sizeof(err));
-        if (rc == 0) {
-            sticky = fi.sticky;
-            fi.sticky = NULL;
-            gw_body_info_free(&fi);
-        }
+        sticky = gw_body_field(&info, rt->sticky_key);
     }
     struct gw_resolved res;
     rc = gw_router_resolve(gw->router, info.model, sticky, &res);

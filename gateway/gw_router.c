@@ -619,21 +619,6 @@ static int suggestion_cmp(const void *pa, const void *pb)
     return a->order < b->order ? -1 : a->order > b->order;
 }
 
-/* 1 when the first <n> bytes of <s> equal <prefix> ignoring ASCII case. */
-static int str_ieq_prefix(const char *s, const char *prefix, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        int a = (unsigned char)s[i], b = (unsigned char)prefix[i];
-        if (a >= 'A' && a <= 'Z')
-            a += 32;
-        if (b >= 'A' && b <= 'Z')
-            b += 32;
-        if (a != b || a == 0)
-            return 0;
-    }
-    return 1;
-}
-
 /* Score <cand> against <name>: edit distance when it is at most
  * max(2, len/3) and smaller than both lengths (so "ab" does not suggest "cd"),
  * else 1000 + length difference when one contains the other (3 characters at
@@ -747,7 +732,7 @@ struct gw_backend *gw_model_pick_backend(struct gw_model *m, uint64_t tried_mask
     }
     if (best == NULL)
         return NULL;
-    best->rr = m->rr_next++;
+    m->rr_next++;
     if (best->state == GW_BACKEND_DOWN)
         best->down_until_ms = now + ROUTER_PROBE_HOLD_MS;
     return best;

@@ -41,7 +41,6 @@ struct gw_backend {
     int     in_flight;          /* requests being served now */
     uint64_t requests;          /* total requests sent */
     uint64_t connect_errors;
-    uint64_t rr;                /* round-robin tiebreak counter snapshot */
 
     struct gw_pool *pool;       /* owned by gw_upstream.c; NULL until used */
 };

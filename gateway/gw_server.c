@@ -325,6 +325,17 @@ void gw_client_close(struct gw_client *c, int now)
     bufferevent_disable(c->bev, EV_READ);
 }
 
+const char *gw_evbuffer_head(struct evbuffer *in, size_t *len)
+{
+    struct evbuffer_iovec v;
+    if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) {
+        *len = 0;
+        return "";
+    }
+    *len = v.iov_len;
+    return v.iov_base;
+}
+
 void gw_bev_flush(struct bufferevent *bev)
 {
     struct evbuffer *out = bufferevent_get_output(bev);
@@ -397,14 +408,9 @@ static void client_process_input(struct gw_client *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     int zero_feed = 0;
     while (c->state == GW_CLIENT_IDLE && (evbuffer_get_length(in) > 0 || zero_feed)) {
-        struct evbuffer_iovec v;
-        const char *data = "";
-        size_t len = 0, used = 0;
+        size_t len, used = 0;
+        const char *data = gw_evbuffer_head(in, &len);
         zero_feed = 0;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) >= 1) {
-            data = v.iov_base;
-            len = v.iov_len;
-        }
         if (!http_parser_in_message(&c->parser) && len > 0 && c->t_start_us == 0) {
             c->t_start_us = now_us();
             c->bytes_in = 0;

@@ -83,6 +83,11 @@ void gw_client_finish(struct gw_client *c, const struct gw_req_summary *sum);
 /* Close the connection once what is queued is flushed (or at once when <now>). */
 void gw_client_close(struct gw_client *c, int now);
 
+/* The first contiguous bytes of <in> (one chain; the parsers are fed chain
+ * by chain, so nothing is copied): borrowed, valid until <in> changes;
+ * *<len> is 0 (and the pointer "") when it is empty. */
+const char *gw_evbuffer_head(struct evbuffer *in, size_t *len);
+
 /* Write what is queued on <bev> now, without a trip through the event loop;
  * whatever the socket does not take is left to the bufferevent (EV_WRITE is
  * enabled only then, and its write callback disables it once drained). This

@@ -188,11 +188,6 @@ void gw_upstream_pool_free(struct gw_backend *b)
     b->pool = NULL;
 }
 
-int gw_upstream_idle_count(const struct gw_backend *b)
-{
-    return b->pool ? (int)b->pool->n_idle : 0;
-}
-
 void gw_upstream_router_free(struct gw_router *r)
 {
     if (r == NULL)

@@ -46,7 +46,4 @@ void gw_upstream_pool_free(struct gw_backend *b);
 struct gw_router;
 void gw_upstream_router_free(struct gw_router *r);
 
-/* Idle connections parked for <b>. */
-int gw_upstream_idle_count(const struct gw_backend *b);
-
 #endif

@@ -14,30 +14,35 @@ static void test_json(void)
     struct gw_body_info bi;
     char err[256];
     const char *b = "{\"model\":\"qwen3\",\"stream\":true,\"user\":\"alice\",\"messages\":[]}";
-    ok(gw_body_inspect_json(b, strlen(b), "user", &bi, err, sizeof(err)) == 0 &&
-       strcmp(bi.model, "qwen3") == 0 && bi.stream && strcmp(bi.sticky, "alice") == 0,
+    char *sticky = NULL;
+    ok(gw_body_inspect_json(b, strlen(b), &bi, err, sizeof(err)) == 0 &&
+       strcmp(bi.model, "qwen3") == 0 && bi.stream &&
+       strcmp(sticky = gw_body_field(&bi, "user"), "alice") == 0,
        "model, stream and sticky field");
+    free(sticky);
     gw_body_info_free(&bi);
     b = "{\"model\":\"m\",\"user\":42}";
-    ok(gw_body_inspect_json(b, strlen(b), "user", &bi, err, sizeof(err)) == 0 &&
-       strcmp(bi.sticky, "42") == 0 && !bi.stream, "numeric sticky value, stream defaults off");
+    ok(gw_body_inspect_json(b, strlen(b), &bi, err, sizeof(err)) == 0 &&
+       strcmp(sticky = gw_body_field(&bi, "user"), "42") == 0 && !bi.stream,
+       "numeric sticky value, stream defaults off");
+    free(sticky);
     gw_body_info_free(&bi);
     b = "{\"messages\":[]}";
-    ok(gw_body_inspect_json(b, strlen(b), NULL, &bi, err, sizeof(err)) == 0 && bi.model == NULL &&
+    ok(gw_body_inspect_json(b, strlen(b), &bi, err, sizeof(err)) == 0 && bi.model == NULL &&
        !bi.model_bad_type, "missing model");
     gw_body_info_free(&bi);
     b = "{\"model\":7}";
-    ok(gw_body_inspect_json(b, strlen(b), NULL, &bi, err, sizeof(err)) == 0 && bi.model_bad_type,
+    ok(gw_body_inspect_json(b, strlen(b), &bi, err, sizeof(err)) == 0 && bi.model_bad_type,
        "non-string model flagged");
     gw_body_info_free(&bi);
     b = "{\"model\":\"m\",";
-    ok(gw_body_inspect_json(b, strlen(b), NULL, &bi, err, sizeof(err)) == -1 &&
+    ok(gw_body_inspect_json(b, strlen(b), &bi, err, sizeof(err)) == -1 &&
        strstr(err, "not valid JSON") != NULL, "truncated JSON: %s", err);
     b = "[1,2]";
-    ok(gw_body_inspect_json(b, strlen(b), NULL, &bi, err, sizeof(err)) == -1 &&
+    ok(gw_body_inspect_json(b, strlen(b), &bi, err, sizeof(err)) == -1 &&
        strstr(err, "JSON object") != NULL, "array body rejected");
     b = "{\"model\":\"a\\u0000b\"}";
-    ok(gw_body_inspect_json(b, strlen(b), NULL, &bi, err, sizeof(err)) == -1,
+    ok(gw_body_inspect_json(b, strlen(b), &bi, err, sizeof(err)) == -1,
        "NUL inside strings rejected by jansson");
 }
 
@@ -59,21 +64,24 @@ static void test_multipart(void)
             len = i + strlen(end);
             break;
         }
-    ok(gw_body_inspect_multipart(body, len, "multipart/form-data; boundary=XyZ", "user", &bi, err,
+    char *sticky = NULL;
+    ok(gw_body_inspect_multipart(body, len, "multipart/form-data; boundary=XyZ", &bi, err,
                                  sizeof(err)) == 0 &&
-       bi.model && strcmp(bi.model, "sensevoice") == 0 && bi.sticky && strcmp(bi.sticky, "bob") == 0,
+       bi.model && strcmp(bi.model, "sensevoice") == 0 &&
+       (sticky = gw_body_field(&bi, "user")) != NULL && strcmp(sticky, "bob") == 0,
        "model after a binary file part, sticky field");
+    free(sticky);
     gw_body_info_free(&bi);
-    ok(gw_body_inspect_multipart(body, len, "multipart/form-data; boundary=\"XyZ\"", NULL, &bi, err,
+    ok(gw_body_inspect_multipart(body, len, "multipart/form-data; boundary=\"XyZ\"", &bi, err,
                                  sizeof(err)) == 0 && strcmp(bi.model, "sensevoice") == 0,
        "quoted boundary");
     gw_body_info_free(&bi);
-    ok(gw_body_inspect_multipart(body, len, "multipart/form-data", NULL, &bi, err, sizeof(err)) == -1 &&
+    ok(gw_body_inspect_multipart(body, len, "multipart/form-data", &bi, err, sizeof(err)) == -1 &&
        strstr(err, "boundary") != NULL, "missing boundary: %s", err);
-    ok(gw_body_inspect_multipart("garbage", 7, "multipart/form-data; boundary=XyZ", NULL, &bi, err,
+    ok(gw_body_inspect_multipart("garbage", 7, "multipart/form-data; boundary=XyZ", &bi, err,
                                  sizeof(err)) == -1, "no parts");
     const char *nomodel = "--B\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--B--\r\n";
-    ok(gw_body_inspect_multipart(nomodel, strlen(nomodel), "multipart/form-data; boundary=B", NULL,
+    ok(gw_body_inspect_multipart(nomodel, strlen(nomodel), "multipart/form-data; boundary=B",
                                  &bi, err, sizeof(err)) == 0 && bi.model == NULL,
        "multipart without a model field");
     gw_body_info_free(&bi);

@@ -22,6 +22,7 @@ int main(void)
     ok(str_ieq_n("content-type", "Content-Type", 12), "str_ieq_n equal");
     ok(!str_ieq_n("content-typ", "Content-Type", 12), "str_ieq_n shorter");
     ok(str_starts_with("/v1/models/x", "/v1/models/"), "prefix");
+    ok(str_ieq_prefix("Qwen3", "qw", 2) && !str_ieq_prefix("q", "qw", 2), "case-blind prefix");
 
     int *arr = NULL;
     size_t cap = 0;
