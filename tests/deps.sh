@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PKGS="build-essential autoconf automake libtool pkg-config make
-      libevent-dev libjansson-dev libssl-dev libhiredis-dev node-llhttp
+      libevent-dev libjansson-dev libssl-dev libhiredis-dev libutf8proc-dev node-llhttp
       python3 python3-venv curl nginx-light wrk redis-server groff-base"
 missing=""
 for p in $PKGS; do
