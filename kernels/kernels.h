@@ -139,7 +139,11 @@ int kn_tensor_get(const struct kn_tensor *t, void *host);
 
 enum kn_op {
     KN_OP_MATMUL, KN_OP_RMS_NORM, KN_OP_ROPE, KN_OP_SILU_MUL, KN_OP_SOFTMAX,
-    KN_OP_EMBED, KN_OP_ADD, KN_OP_CONVERT, KN_OP_COUNT
+    KN_OP_EMBED, KN_OP_ADD, KN_OP_CONVERT,
+    /* the chat worker's ops (paged KV cache, MoE); cuda: issue 6 */
+    KN_OP_KV_STORE, KN_OP_PAGED_ATTENTION, KN_OP_GATHER_ROWS, KN_OP_SCATTER_ADD_ROWS,
+    KN_OP_MOE_ROUTE,
+    KN_OP_COUNT
 };
 #define KN_MAX_SRC 3
 const char *kn_op_name(enum kn_op op);
@@ -166,7 +170,11 @@ struct kn_backend_ops {
     int (*upload)(struct kn_backend *be, void *dst, const void *src, size_t nbytes);
     int (*download)(struct kn_backend *be, void *dst, const void *src, size_t nbytes);
     int (*sync)(struct kn_backend *be);
-    /* 1 when this backend runs <op> on these dtypes/layouts (src[i] may be NULL). */
+    /* 1 when this backend runs <op> on these dtypes/layouts (src[i] may be NULL).
+     * Ops with more operands pass: kv_store dst k_cache, src {k, v_cache, v};
+     * paged_attention dst out, src {q, k_cache, v_cache}; gather_rows dst y,
+     * src {x, idx}; scatter_add_rows dst y, src {x, idx, w}; moe_route dst
+     * weights, src {logits, ids}. */
     int (*supports_op)(struct kn_backend *be, enum kn_op op, const struct kn_tensor *dst,
                        const struct kn_tensor *const src[KN_MAX_SRC]);
 
@@ -185,6 +193,23 @@ struct kn_backend_ops {
     int (*add)(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *a,
                const struct kn_tensor *b);
     int (*convert)(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x);
+
+    /* Appended entries: a backend's positional initializer may stop above
+     * and leave them NULL, provided its supports_op answers 0 for their ops. */
+    int (*set_threads)(struct kn_backend *be, int n_threads);  /* NULL: no threads */
+    int (*kv_store)(struct kn_backend *be, struct kn_tensor *k_cache, struct kn_tensor *v_cache,
+                    const struct kn_tensor *k, const struct kn_tensor *v,
+                    const struct kn_tensor *slots);
+    int (*paged_attention)(struct kn_backend *be, struct kn_tensor *out, const struct kn_tensor *q,
+                           const struct kn_tensor *k_cache, const struct kn_tensor *v_cache,
+                           const struct kn_tensor *block_table, const struct kn_tensor *seq,
+                           const struct kn_tensor *pos, int block_size, float scale, int window);
+    int (*gather_rows)(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                       const struct kn_tensor *idx);
+    int (*scatter_add_rows)(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                            const struct kn_tensor *idx, const struct kn_tensor *w);
+    int (*moe_route)(struct kn_backend *be, struct kn_tensor *ids, struct kn_tensor *weights,
+                     const struct kn_tensor *logits, int k, int norm);
 };
 
 /* The vtable for "cpu" or "cuda" (borrowed, static), or for "auto": cuda
@@ -195,6 +220,9 @@ const struct kn_backend_ops *kn_backend_get(const char *name);
  * Free with kn_backend_free(). */
 struct kn_backend *kn_backend_init(const char *name, int device);
 void kn_backend_free(struct kn_backend *be);
+/* Threads the cpu backend uses for every op (default 1; <= 0: all cores).
+ * A no-op returning 0 on backends without threads. 0 or -1 (logged). */
+int kn_backend_set_threads(struct kn_backend *be, int n_threads);
 /* Wait for every queued op. 0 or -1. */
 int kn_backend_sync(struct kn_backend *be);
 /* 1 when <be> implements <op> for these operands. */
@@ -244,6 +272,48 @@ int kn_add(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *a
            const struct kn_tensor *b);
 /* y = x converted to y's dtype (same shape), round to nearest even. */
 int kn_convert(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x);
+
+/* ---- chat worker ops: paged KV cache, gathers, MoE routing ----------------
+ * Index operands are contiguous i32 vectors. An index out of range is an
+ * error the cpu backend reports (-1, logged) after skipping that row; device
+ * backends cannot read indices cheaply and leave such rows undefined. */
+
+/* Store the K/V of T new tokens in the paged cache: k, v (T, Hkv, D) ->
+ * k_cache, v_cache (n_slots, Hkv, D) at row slots[t] (i32 (T,)); converted to
+ * the cache dtype on store. k and v may be strided views (head slices of a
+ * fused qkv): only their last dim must be contiguous. */
+int kn_kv_store(struct kn_backend *be, struct kn_tensor *k_cache, struct kn_tensor *v_cache,
+                const struct kn_tensor *k, const struct kn_tensor *v,
+                const struct kn_tensor *slots);
+
+/* Paged causal attention. q (T, H, D) -> out (T, H, D). Token t belongs to
+ * sequence seq[t] (i32 (T,)) and attends to that sequence's positions
+ * lo..pos[t] (pos i32 (T,)), lo = 0, or pos[t]-window+1 when window > 0
+ * (clamped at 0). Position p of sequence s lives at row
+ * block_table[s*max_blocks + p/block_size]*block_size + p%block_size of
+ * k_cache/v_cache (n_slots, Hkv, D); block_table is i32 (n_seqs, max_blocks).
+ * GQA: query head h reads kv head h / (H/Hkv). softmax(q.k * scale) in f32.
+ * q and out: only the last dim must be contiguous; out must not alias q. */
+int kn_paged_attention(struct kn_backend *be, struct kn_tensor *out, const struct kn_tensor *q,
+                       const struct kn_tensor *k_cache, const struct kn_tensor *v_cache,
+                       const struct kn_tensor *block_table, const struct kn_tensor *seq,
+                       const struct kn_tensor *pos, int block_size, float scale, int window);
+
+/* y (n, D) = x[idx[i]] rows; idx i32 (n,), x (M, D). */
+int kn_gather_rows(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                   const struct kn_tensor *idx);
+
+/* y[idx[i]] += w[i] * x[i] for i = 0..n-1 in order (deterministic; indices may
+ * repeat). x (n, D), y (M, D), idx i32 (n,), w f32 (n,) or NULL (weight 1).
+ * Each add is done in f32 and rounded to y's dtype on store. */
+int kn_scatter_add_rows(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                        const struct kn_tensor *idx, const struct kn_tensor *w);
+
+/* MoE routing as Qwen3-MoE/transformers: logits (T, E) -> softmax over E in
+ * f32 -> top k (ties: lower expert id first) -> ids i32 (T, k), weights f32
+ * (T, k), most likely first; renormalized to sum 1 when <norm>. 1 <= k <= E. */
+int kn_moe_route(struct kn_backend *be, struct kn_tensor *ids, struct kn_tensor *weights,
+                 const struct kn_tensor *logits, int k, int norm);
 
 #ifdef __cplusplus
 }

@@ -41,7 +41,8 @@ const char *kn_dtype_name(enum kn_dtype dt)
 const char *kn_op_name(enum kn_op op)
 {
     static const char *names[] = { "matmul", "rms_norm", "rope", "silu_mul", "softmax",
-                                   "embed", "add", "convert" };
+                                   "embed", "add", "convert", "kv_store", "paged_attention",
+                                   "gather_rows", "scatter_add_rows", "moe_route" };
     return (unsigned)op < ARRAY_SIZE(names) ? names[op] : "?";
 }
 
@@ -246,6 +247,11 @@ void kn_backend_free(struct kn_backend *be)
     free(be);
 }
 
+int kn_backend_set_threads(struct kn_backend *be, int n_threads)
+{
+    return be->ops->set_threads ? be->ops->set_threads(be, n_threads) : 0;
+}
+
 int kn_backend_sync(struct kn_backend *be)
 {
     return be->ops->sync(be);
@@ -433,4 +439,148 @@ int kn_convert(struct kn_backend *be, struct kn_tensor *y, const struct kn_tenso
     if (op_check(be, KN_OP_CONVERT, same_rows(y, x), y, x, NULL, NULL) < 0)
         return -1;
     return be->ops->convert(be, y, x);
+}
+
+/* ---- chat worker ops ------------------------------------------------------- */
+
+/* 1 when <t> is a contiguous i32 vector of <n> elements (n < 0: any length) */
+static int is_index(const struct kn_tensor *t, int64_t n)
+{
+    return t->dtype == KN_I32 && t->ndim == 1 && (t->stride[0] == 1 || t->shape[0] <= 1) &&
+           (n < 0 || t->shape[0] == n);
+}
+
+/* 1 when <t> is a float (A, B, C) with a contiguous last dim, any outer strides */
+static int is_heads(const struct kn_tensor *t)
+{
+    return t->ndim == 3 && is_float(t) && (t->stride[2] == 1 || t->shape[2] <= 1);
+}
+
+static int same_shape(const struct kn_tensor *a, const struct kn_tensor *b)
+{
+    if (a->ndim != b->ndim)
+        return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d])
+            return 0;
+    return 1;
+}
+
+/* Residence of the operands op_check does not see. */
+static int more_on(struct kn_backend *be, enum kn_op op, const struct kn_tensor *a,
+                   const struct kn_tensor *b, const struct kn_tensor *c)
+{
+    const struct kn_tensor *all[3] = { a, b, c };
+    for (int i = 0; i < 3; i++)
+        if (all[i] && !tensor_on(be, all[i])) {
+            log_error("%s: an index operand is not in %s memory", kn_op_name(op), be->ops->name);
+            return -1;
+        }
+    return 0;
+}
+
+int kn_kv_store(struct kn_backend *be, struct kn_tensor *k_cache, struct kn_tensor *v_cache,
+                const struct kn_tensor *k, const struct kn_tensor *v,
+                const struct kn_tensor *slots)
+{
+    const char *bad = NULL;
+    if (!is_heads(k_cache) || !is_heads(v_cache) || !is_heads(k) || !is_heads(v))
+        bad = "caches and k, v must be float (rows, Hkv, D) with contiguous D";
+    else if (!same_shape(k_cache, v_cache) || !same_shape(k, v) ||
+             k->shape[1] != k_cache->shape[1] || k->shape[2] != k_cache->shape[2])
+        bad = "shapes: need k, v (T, Hkv, D) and k_cache, v_cache (n_slots, Hkv, D)";
+    else if (!is_index(slots, k->shape[0]))
+        bad = "slots must be contiguous i32 (T,)";
+    if (op_check(be, KN_OP_KV_STORE, bad, k_cache, k, v_cache, v) < 0 ||
+        more_on(be, KN_OP_KV_STORE, slots, NULL, NULL) < 0)
+        return -1;
+    return be->ops->kv_store(be, k_cache, v_cache, k, v, slots);
+}
+
+int kn_paged_attention(struct kn_backend *be, struct kn_tensor *out, const struct kn_tensor *q,
+                       const struct kn_tensor *k_cache, const struct kn_tensor *v_cache,
+                       const struct kn_tensor *block_table, const struct kn_tensor *seq,
+                       const struct kn_tensor *pos, int block_size, float scale, int window)
+{
+    const char *bad = NULL;
+    if (!is_heads(q) || !is_heads(out) || !is_heads(k_cache) || !is_heads(v_cache))
+        bad = "q, out, k_cache, v_cache must be float (rows, heads, D) with contiguous D";
+    else if (!same_shape(q, out) || !same_shape(k_cache, v_cache) ||
+             q->shape[2] != k_cache->shape[2])
+        bad = "shapes: need q, out (T, H, D) and k_cache, v_cache (n_slots, Hkv, D)";
+    else if (k_cache->shape[1] < 1 || q->shape[1] % k_cache->shape[1] != 0)
+        bad = "H must be a multiple of Hkv";
+    else if (out->data == q->data)
+        bad = "out must not alias q";
+    else if (block_table->dtype != KN_I32 || block_table->ndim != 2 ||
+             !kn_tensor_is_contiguous(block_table))
+        bad = "block_table must be contiguous i32 (n_seqs, max_blocks)";
+    else if (!is_index(seq, q->shape[0]) || !is_index(pos, q->shape[0]))
+        bad = "seq and pos must be contiguous i32 (T,)";
+    else if (block_size < 1 || window < 0 || !isfinite(scale))
+        bad = "need block_size >= 1, window >= 0, a finite scale";
+    if (op_check(be, KN_OP_PAGED_ATTENTION, bad, out, q, k_cache, v_cache) < 0 ||
+        more_on(be, KN_OP_PAGED_ATTENTION, block_table, seq, pos) < 0)
+        return -1;
+    return be->ops->paged_attention(be, out, q, k_cache, v_cache, block_table, seq, pos,
+                                    block_size, scale, window);
+}
+
+/* y (n, D) and x (M, D) float row matrices, idx i32 (n,); NULL or a complaint */
+static const char *rows_by_index(const struct kn_tensor *y, const struct kn_tensor *x,
+                                 const struct kn_tensor *idx, int64_t n_of_x)
+{
+    int64_t ry, cy, ly, rx, cx, lx;
+    if (kn_tensor_rows(y, &ry, &cy, &ly) < 0 || kn_tensor_rows(x, &rx, &cx, &lx) < 0 ||
+        !is_float(y) || !is_float(x))
+        return "x and y must be float row matrices";
+    if (cy != cx)
+        return "x and y rows differ in length";
+    if (!is_index(idx, n_of_x ? rx : ry))
+        return "idx must be contiguous i32 with one entry per row";
+    return NULL;
+}
+
+int kn_gather_rows(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                   const struct kn_tensor *idx)
+{
+    const char *bad = rows_by_index(y, x, idx, 0);
+    if (!bad && y->data == x->data)
+        bad = "y must not alias x";
+    if (op_check(be, KN_OP_GATHER_ROWS, bad, y, x, idx, NULL) < 0)
+        return -1;
+    return be->ops->gather_rows(be, y, x, idx);
+}
+
+int kn_scatter_add_rows(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                        const struct kn_tensor *idx, const struct kn_tensor *w)
+{
+    const char *bad = rows_by_index(y, x, idx, 1);
+    if (!bad && w && (w->dtype != KN_F32 || w->ndim != 1 ||
+                      w->shape[0] != idx->shape[0] || (w->stride[0] != 1 && w->shape[0] > 1)))
+        bad = "w must be contiguous f32 (n,)";
+    if (!bad && y->data == x->data)
+        bad = "y must not alias x";
+    if (op_check(be, KN_OP_SCATTER_ADD_ROWS, bad, y, x, idx, w) < 0)
+        return -1;
+    return be->ops->scatter_add_rows(be, y, x, idx, w);
+}
+
+int kn_moe_route(struct kn_backend *be, struct kn_tensor *ids, struct kn_tensor *weights,
+                 const struct kn_tensor *logits, int k, int norm)
+{
+    int64_t T, E, ld;
+    const char *bad = NULL;
+    if (kn_tensor_rows(logits, &T, &E, &ld) < 0 || !is_float(logits))
+        bad = "logits must be a float row matrix (T, E)";
+    else if (k < 1 || k > E)
+        bad = "need 1 <= k <= E";
+    else if (ids->dtype != KN_I32 || weights->dtype != KN_F32 || ids->ndim != 2 ||
+             weights->ndim != 2 || !kn_tensor_is_contiguous(ids) ||
+             !kn_tensor_is_contiguous(weights) || ids->shape[0] != T || ids->shape[1] != k ||
+             !same_shape(ids, weights))
+        bad = "ids must be contiguous i32 (T, k), weights contiguous f32 (T, k)";
+    if (op_check(be, KN_OP_MOE_ROUTE, bad, weights, logits, ids, NULL) < 0)
+        return -1;
+    return be->ops->moe_route(be, ids, weights, logits, k, norm);
 }
