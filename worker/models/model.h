@@ -34,15 +34,40 @@ struct model_config {
     double rope_factor;             /* linear/dynamic/yarn */
     int rope_original_max_pos;      /* yarn/dynamic */
     double yarn_beta_fast, yarn_beta_slow, yarn_attn_factor;  /* yarn */
+    int yarn_truncate;              /* yarn: floor/ceil the correction range (default 1) */
+    int rope_dim;                   /* rotated dims per head (partial_rotary_factor) */
     /* moe (arch == MODEL_QWEN3_MOE) */
     int n_experts, n_experts_per_tok, moe_intermediate_size;
     int norm_topk_prob, decoder_sparse_step;
     int n_mlp_only_layers;
     int mlp_only_layers[256];
+    /* per layer: 1 when it uses sliding-window attention (transformers'
+     * layer_types: explicit, or use_sliding_window && i >= max_window_layers) */
+    unsigned char layer_sliding[256];
     /* ids from config.json (generation_config.json may add more eos) */
     int32_t bos_token_id, eos_token_id;
     enum kn_dtype dtype;            /* torch_dtype of the weights */
 };
+
+#define MODEL_MAX_LAYERS 256
+
+/* Parse config.json text <json> into <c>. 0, or -1 with the reason
+ * (unsupported architecture or dtype, a missing or bad field) in <err>. */
+int model_config_parse(struct model_config *c, const char *json, char *err, size_t errlen);
+/* model_config_parse of <dir>/config.json. */
+int model_config_load(struct model_config *c, const char *dir, char *err, size_t errlen);
+/* Window of layer <layer> (0: full attention). */
+int model_config_layer_window(const struct model_config *c, int layer);
+/* 1 when layer <layer> of a Qwen3-MoE model has the sparse MoE block. */
+int model_config_layer_is_moe(const struct model_config *c, int layer);
+/* Fill rows [p0, p1) of the rope table <cos_sin> (row p at cos_sin + p*rope_dim:
+ * rope_dim/2 cosines then as many sines), as transformers computes them:
+ * f32 inverse frequencies of the rope type, f32 angle pos*inv_freq, times the
+ * yarn attention factor. Dynamic NTK: positions below
+ * max_position_embeddings use the base frequencies; position p beyond uses
+ * those transformers computes for a sequence of p+1 tokens (what its
+ * token-by-token decode with a cache gives). */
+void model_rope_fill(const struct model_config *c, float *cos_sin, int p0, int p1);
 
 struct model;
 
