@@ -1,0 +1,79 @@
+/*
+ * info.c -- GET /v1/models (the served names), /health (200 once the engine
+ * has stepped, else 503), /load (the engine's load for the gateway's
+ * routing), /version.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "engine.h"
+#include "server.h"
+#include "util.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "0.1.0"
+#endif
+
+void api_models(struct wk_conn *c)
+{
+    struct wk *w = wk_conn_worker(c);
+    json_t *data = json_array();
+    for (int i = 0; i < w->n_served; i++) {
+        json_t *m = json_object();
+        json_object_set_new(m, "id", json_string(w->served[i]));
+        json_object_set_new(m, "object", json_string("model"));
+        json_object_set_new(m, "created", json_integer(w->started));
+        json_object_set_new(m, "owned_by", json_string("llmux"));
+        json_object_set_new(m, "root", json_string(w->model_dir ? w->model_dir : w->served[i]));
+        json_object_set_new(m, "parent", json_null());
+        json_object_set_new(m, "max_model_len", json_integer(w->api.max_model_len));
+        json_object_set_new(m, "permission", json_array());
+        json_array_append_new(data, m);
+    }
+    json_t *j = json_object();
+    json_object_set_new(j, "object", json_string("list"));
+    json_object_set_new(j, "data", data);
+    wk_conn_respond_json(c, 200, j);
+}
+
+void api_health(struct wk_conn *c)
+{
+    struct wk *w = wk_conn_worker(c);
+    if (w->eng == NULL || !engine_has_stepped(w->eng)) {
+        wk_conn_error_msg(c, 503, NULL, "the engine has not run a step yet");
+        return;
+    }
+    wk_conn_respond(c, 200, "application/json", "", 0);
+}
+
+void api_load(struct wk_conn *c)
+{
+    struct wk *w = wk_conn_worker(c);
+    struct engine_load l;
+    memset(&l, 0, sizeof(l));
+    if (w->eng)
+        engine_get_load(w->eng, &l);
+    json_t *j = json_object();
+    json_object_set_new(j, "running", json_integer(l.running));
+    json_object_set_new(j, "waiting", json_integer(l.waiting));
+    json_object_set_new(j, "kv_blocks_free", json_integer(l.kv_blocks_free));
+    json_object_set_new(j, "kv_blocks_total", json_integer(l.kv_blocks_total));
+    json_object_set_new(j, "prompt_tokens_per_s", json_real(l.prompt_tokens_per_s));
+    json_object_set_new(j, "generation_tokens_per_s", json_real(l.generation_tokens_per_s));
+    json_object_set_new(j, "prefix_cache_queries", json_integer((json_int_t)l.prefix_cache_queries));
+    json_object_set_new(j, "prefix_cache_hits", json_integer((json_int_t)l.prefix_cache_hits));
+    json_object_set_new(j, "steps", json_integer((json_int_t)l.steps));
+    json_object_set_new(j, "preemptions", json_integer((json_int_t)l.preemptions));
+    json_object_set_new(j, "healthy", json_boolean(w->eng && engine_has_stepped(w->eng)));
+    wk_conn_respond_json(c, 200, j);
+}
+
+void api_version(struct wk_conn *c)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "version", json_string(PACKAGE_VERSION));
+    wk_conn_respond_json(c, 200, j);
+}
