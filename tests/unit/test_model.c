@@ -396,6 +396,40 @@ static void check_errors(struct kn_backend *be)
     ok(same, "three shards with an index give the single file's logits (%s)", err);
     model_free(m1);
     model_free(m3);
+
+    /* f16 weights: the same model rounded to f16 loads and gives nearly the same logits */
+    const char *half[] = { "--vocab", "300", "--hidden", "32", "--heads", "2", "--kv-heads", "1",
+                           "--head-dim", "16", "--intermediate", "64", "--layers", "3",
+                           "--dtype", "f16", NULL };
+    const char *full[] = { "--vocab", "300", "--hidden", "32", "--heads", "2", "--kv-heads", "1",
+                           "--head-dim", "16", "--intermediate", "64", "--layers", "3",
+                           "--dtype", "f32", NULL };
+    char *dh = xasprintf("%s/half", tmpdir), *df = xasprintf("%s/full", tmpdir);
+    run_mkmodel(dh, NULL, half);
+    run_mkmodel(df, NULL, full);
+    m1 = model_load(df, be, err, sizeof(err));
+    m3 = model_load(dh, be, err, sizeof(err));
+    double diff = 1e9;
+    if (m1 && m3 && model_kv_alloc(m1, N_BLOCKS, BLOCK) == 0 &&
+        model_kv_alloc(m3, N_BLOCKS, BLOCK) == 0) {
+        struct seq s1, s3, *p1 = &s1, *p3 = &s3;
+        int n = 3;
+        seq_init(&s1, 0);
+        seq_init(&s3, 1);
+        s1.tokens[0] = s3.tokens[0] = 5;
+        s1.tokens[1] = s3.tokens[1] = 6;
+        s1.tokens[2] = s3.tokens[2] = 7;
+        if (step(m1, &p1, &n, 1, 1, l1) == 0 && step(m3, &p3, &n, 1, 1, l3) == 0) {
+            diff = 0;
+            for (int i = 0; i < 3 * 300; i++)
+                diff = fabs(l1[i] - l3[i]) > diff ? fabs(l1[i] - l3[i]) : diff;
+        }
+    }
+    ok(diff < 0.02, "f16 weights load and run (max logit diff to f32 %.4f) %s", diff, err);
+    model_free(m1);
+    model_free(m3);
+    free(dh);
+    free(df);
     free(d1);
     free(d3);
 }

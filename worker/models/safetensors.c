@@ -156,7 +156,7 @@ int st_open_file(struct st_set *s, const char *path, char *err, size_t errlen)
                  (unsigned long long)hlen, m->size);
         goto fail;
     }
-    root = json_loadb((const char *)p + 8, (size_t)hlen, 0, &jerr);
+    root = json_loadb((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(root)) {
         snprintf(err, errlen, "%s: bad header JSON: %s", path, root ? "not an object" : jerr.text);
         goto fail;
