@@ -1,0 +1,735 @@
+/*
+ * tokenizer.c -- loading a Hugging Face tokenizer.json (byte-level BPE: vocab,
+ * merges, added tokens, normalizer, pre-tokenizer, post-processor, decoder)
+ * and tokenizer_config.json (bos/eos/pad), and the read-only accessors. Any
+ * component we do not implement exactly is a load error naming it, never a
+ * silent approximation. Encoding and decoding live in tok_codec.c.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+#include <utf8proc.h>
+
+#include "tok_internal.h"
+#include "util.h"
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (!err || !errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static uint32_t pow2_at_least(size_t n)
+{
+    uint32_t c = 16;
+    while (c < n)
+        c <<= 1;
+    return c;
+}
+
+/* ---- vocab hash: byte-level string -> id ---------------------------------- */
+
+static uint64_t str_hash(const char *s, size_t len)
+{
+    return hash64(s, len, 0x746f6b);
+}
+
+int32_t tok_vocab_find(const struct tokenizer *tok, const char *s, size_t len)
+{
+    uint32_t i = (uint32_t)str_hash(s, len) & tok->vmap_mask;
+    for (;;) {
+        const struct tok_vslot *v = &tok->vmap[i];
+        if (v->id < 0)
+            return -1;
+        const char *t = tok->strs + v->str_off;
+        if (strncmp(t, s, len) == 0 && t[len] == '\0')
+            return v->id;
+        i = (i + 1) & tok->vmap_mask;
+    }
+}
+
+static void vocab_insert(struct tokenizer *tok, int32_t id)
+{
+    const char *s = tok->strs + tok->str_off[id];
+    uint32_t i = (uint32_t)str_hash(s, strlen(s)) & tok->vmap_mask;
+    while (tok->vmap[i].id >= 0)
+        i = (i + 1) & tok->vmap_mask;
+    tok->vmap[i].id = id;
+    tok->vmap[i].str_off = tok->str_off[id];
+}
+
+/* ---- merges: (left, right) -> (rank, new id) ------------------------------ */
+
+static uint32_t merge_hash(uint64_t key, uint32_t mask)
+{
+    key *= 0x9e3779b97f4a7c15ull;
+    return (uint32_t)(key >> 32) & mask;
+}
+
+int tok_merge_lookup(const struct tokenizer *tok, int32_t a, int32_t b, uint32_t *rank,
+                     int32_t *new_id)
+{
+    uint64_t key = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
+    uint32_t i = merge_hash(key, tok->merges_mask);
+    for (;;) {
+        const struct tok_merge_slot *s = &tok->merges[i];
+        if (s->key == key) {
+            *rank = s->rank;
+            *new_id = s->new_id;
+            return 1;
+        }
+        if (s->key == 0)
+            return 0;
+        i = (i + 1) & tok->merges_mask;
+    }
+}
+
+/* a later duplicate of a pair replaces the earlier one, as HF's HashMap
+ * collect does */
+static void merge_insert(struct tokenizer *tok, int32_t a, int32_t b, uint32_t rank,
+                         int32_t new_id)
+{
+    uint64_t key = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
+    uint32_t i = merge_hash(key, tok->merges_mask);
+    while (tok->merges[i].key != 0) {
+        if (tok->merges[i].key == key)
+            break;
+        i = (i + 1) & tok->merges_mask;
+    }
+    tok->merges[i].key = key;
+    tok->merges[i].rank = rank;
+    tok->merges[i].new_id = new_id;
+}
+
+static int load_merges(struct tokenizer *tok, json_t *merges, char *err, size_t errlen)
+{
+    size_t n = json_array_size(merges);
+    tok->merges_mask = pow2_at_least(n * 2 + 1) - 1;
+    tok->merges = xcalloc((size_t)tok->merges_mask + 1, sizeof(*tok->merges));
+    char *buf = NULL;
+    size_t buf_cap = 0;
+    for (size_t r = 0; r < n; r++) {
+        json_t *m = json_array_get(merges, r);
+        const char *a, *b;
+        size_t alen, blen;
+        if (json_is_string(m)) {
+            a = json_string_value(m);
+            const char *sp = strchr(a, ' ');
+            if (!sp || strchr(sp + 1, ' ')) {
+                set_err(err, errlen, "merge %zu is not \"a b\"", r);
+                goto fail;
+            }
+            alen = (size_t)(sp - a);
+            b = sp + 1;
+            blen = strlen(b);
+        } else if (json_is_array(m) && json_array_size(m) == 2 &&
+                   json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
+            a = json_string_value(json_array_get(m, 0));
+            b = json_string_value(json_array_get(m, 1));
+            alen = strlen(a);
+            blen = strlen(b);
+        } else {
+            set_err(err, errlen, "merge %zu is neither \"a b\" nor [\"a\", \"b\"]", r);
+            goto fail;
+        }
+        int32_t ia = tok_vocab_find(tok, a, alen), ib = tok_vocab_find(tok, b, blen);
+        if (ia < 0 || ib < 0) {
+            set_err(err, errlen, "merge %zu: token %s not in the vocabulary", r,
+                    ia < 0 ? "left" : "right");
+            goto fail;
+        }
+        if (alen + blen + 1 > buf_cap)
+            xgrow((void **)&buf, &buf_cap, alen + blen + 1, 1);
+        memcpy(buf, a, alen);
+        memcpy(buf + alen, b, blen);
+        int32_t inew = tok_vocab_find(tok, buf, alen + blen);
+        if (inew < 0) {
+            buf[alen + blen] = '\0';
+            set_err(err, errlen, "merge %zu: merged token \"%s\" not in the vocabulary", r, buf);
+            goto fail;
+        }
+        merge_insert(tok, ia, ib, (uint32_t)r, inew);
+    }
+    free(buf);
+    return 0;
+fail:
+    free(buf);
+    return -1;
+}
+
+/* ---- strings of ids --------------------------------------------------------- */
+
+/* The bytes a token decodes to, as the ByteLevel decoder does: every
+ * character mapped back to its byte, or the token's own UTF-8 when one
+ * character is outside the byte-level alphabet. Written to <out> (room for
+ * strlen(s) bytes); returns the length. */
+static size_t token_decode_bytes(const char *s, char *out)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = 0, w;
+    while (*p) {
+        uint32_t cp = tok_utf8_decode(p, &w);
+        int b = tok_cp_to_byte(cp);
+        if (b < 0) {
+            n = strlen(s);
+            memcpy(out, s, n);
+            return n;
+        }
+        out[n++] = (char)b;
+        p += w;
+    }
+    return n;
+}
+
+static int json_flag(json_t *o, const char *key)
+{
+    return json_is_true(json_object_get(o, key));
+}
+
+static char *normalize_str(enum tok_norm norm, const char *s)
+{
+    int opts = UTF8PROC_STABLE;
+    switch (norm) {
+    case TOK_NORM_NONE:
+        return xstrdup(s);
+    case TOK_NORM_NFC:
+        opts |= UTF8PROC_COMPOSE;
+        break;
+    case TOK_NORM_NFKC:
+        opts |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+        break;
+    case TOK_NORM_NFD:
+        opts |= UTF8PROC_DECOMPOSE;
+        break;
+    case TOK_NORM_NFKD:
+        opts |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
+        break;
+    }
+    utf8proc_uint8_t *dst = NULL;
+    if (utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)strlen(s), &dst,
+                     (utf8proc_option_t)opts) < 0)
+        return xstrdup(s);
+    char *r = xstrdup((char *)dst);
+    free(dst);
+    return r;
+}
+
+/* Build the per-id tables from the vocab object and the added tokens. */
+static int load_vocab(struct tokenizer *tok, json_t *vocab, json_t *added, char *err,
+                      size_t errlen)
+{
+    const char *key;
+    json_t *val;
+    int64_t max_id = -1;
+    size_t total = 0;
+
+    json_object_foreach(vocab, key, val) {
+        json_int_t id = json_integer_value(val);
+        if (!json_is_integer(val) || id < 0 || id > 0x7fffffff) {
+            set_err(err, errlen, "vocab entry \"%s\" has no valid id", key);
+            return -1;
+        }
+        if (id > max_id)
+            max_id = id;
+        total += strlen(key) + 1;
+    }
+    for (size_t i = 0; i < json_array_size(added); i++) {
+        json_t *a = json_array_get(added, i);
+        json_t *jid = json_object_get(a, "id");
+        json_t *jc = json_object_get(a, "content");
+        if (!json_is_integer(jid) || json_integer_value(jid) < 0 ||
+            json_integer_value(jid) > 0x7fffffff || !json_is_string(jc)) {
+            set_err(err, errlen, "added_tokens[%zu] needs an id and a content", i);
+            return -1;
+        }
+        if (json_integer_value(jid) > max_id)
+            max_id = json_integer_value(jid);
+        total += strlen(json_string_value(jc)) + 1;
+    }
+    if (max_id < 0) {
+        set_err(err, errlen, "empty vocabulary");
+        return -1;
+    }
+    if (total >= UINT32_MAX) {
+        set_err(err, errlen, "vocabulary too large");
+        return -1;
+    }
+    tok->n_ids = (int32_t)(max_id + 1);
+    tok->flags = xcalloc((size_t)tok->n_ids, 1);
+    tok->str_off = xcalloc((size_t)tok->n_ids, sizeof(uint32_t));
+    tok->bytes_off = xcalloc((size_t)tok->n_ids, sizeof(uint32_t));
+    tok->bytes_len = xcalloc((size_t)tok->n_ids, sizeof(uint32_t));
+    tok->strs = xmalloc(total + 1);
+    tok->bytes = xmalloc(total + 1);
+    size_t so = 0, bo = 0;
+    tok->strs[so++] = '\0';     /* offset 0: "" for absent ids */
+    tok->bytes[bo++] = '\0';
+
+    json_object_foreach(vocab, key, val) {
+        int32_t id = (int32_t)json_integer_value(val);
+        size_t l = strlen(key);
+        if (tok->flags[id] & TOKF_PRESENT) {
+            set_err(err, errlen, "vocab id %d appears twice", (int)id);
+            return -1;
+        }
+        tok->flags[id] = TOKF_PRESENT;
+        tok->str_off[id] = (uint32_t)so;
+        memcpy(tok->strs + so, key, l + 1);
+        so += l + 1;
+    }
+    tok->vmap_mask = pow2_at_least(json_object_size(vocab) * 2 + 1) - 1;
+    tok->vmap = xmalloc(((size_t)tok->vmap_mask + 1) * sizeof(*tok->vmap));
+    memset(tok->vmap, 0xff, ((size_t)tok->vmap_mask + 1) * sizeof(*tok->vmap));
+    for (int32_t id = 0; id < tok->n_ids; id++)
+        if (tok->flags[id] & TOKF_PRESENT)
+            vocab_insert(tok, id);
+
+    /* added tokens override the model's string for their id */
+    tok->n_added = json_array_size(added);
+    tok->added = xcalloc(tok->n_added ? tok->n_added : 1, sizeof(*tok->added));
+    for (size_t i = 0; i < tok->n_added; i++) {
+        json_t *a = json_array_get(added, i);
+        int32_t id = (int32_t)json_integer_value(json_object_get(a, "id"));
+        const char *c = json_string_value(json_object_get(a, "content"));
+        size_t l = strlen(c);
+        struct tok_added *t = &tok->added[i];
+        t->id = id;
+        t->single_word = (uint8_t)json_flag(a, "single_word");
+        t->lstrip = (uint8_t)json_flag(a, "lstrip");
+        t->rstrip = (uint8_t)json_flag(a, "rstrip");
+        /* AddedToken's default: normalized = !special */
+        json_t *jn = json_object_get(a, "normalized");
+        t->special = (uint8_t)json_flag(a, "special");
+        t->normalized = (uint8_t)(jn ? json_is_true(jn) : !t->special);
+        tok->flags[id] = (uint8_t)(TOKF_PRESENT | TOKF_ADDED | (t->special ? TOKF_SPECIAL : 0));
+        tok->str_off[id] = (uint32_t)so;
+        memcpy(tok->strs + so, c, l + 1);
+        so += l + 1;
+    }
+    for (int32_t id = 0; id < tok->n_ids; id++) {
+        if (!(tok->flags[id] & TOKF_PRESENT))
+            continue;
+        size_t l = token_decode_bytes(tok->strs + tok->str_off[id], tok->bytes + bo);
+        tok->bytes_off[id] = (uint32_t)bo;
+        tok->bytes_len[id] = (uint32_t)l;
+        tok->bytes[bo + l] = '\0';
+        bo += l + 1;
+    }
+    for (unsigned b = 0; b < 256; b++) {
+        char s[4];
+        uint32_t cp = tok_byte_to_cp((uint8_t)b);
+        size_t l = (size_t)utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)s);
+        tok->byte_id[b] = tok_vocab_find(tok, s, l);
+    }
+    return 0;
+}
+
+/* Index the added tokens of one kind (normalized or not) for matching. */
+static void build_added_set(struct tokenizer *tok, struct tok_added_set *set, int normalized)
+{
+    uint32_t count[257] = { 0 };
+    set->idx = xcalloc(tok->n_added ? tok->n_added : 1, sizeof(uint32_t));
+    set->n = 0;
+    for (size_t i = 0; i < tok->n_added; i++)
+        if (tok->added[i].len && tok->added[i].normalized == normalized)
+            count[(unsigned char)tok->added[i].content[0]]++;
+    set->first[0] = 0;
+    for (unsigned b = 0; b < 256; b++)
+        set->first[b + 1] = set->first[b] + count[b];
+    uint32_t fill[256];
+    for (unsigned b = 0; b < 256; b++)
+        fill[b] = set->first[b];
+    for (size_t i = 0; i < tok->n_added; i++) {
+        const struct tok_added *t = &tok->added[i];
+        if (!t->len || t->normalized != normalized)
+            continue;
+        unsigned b = (unsigned char)t->content[0];
+        /* insertion sort, longest first; equal contents keep the first */
+        uint32_t j = fill[b]++;
+        while (j > set->first[b] && tok->added[set->idx[j - 1]].len < t->len) {
+            set->idx[j] = set->idx[j - 1];
+            j--;
+        }
+        set->idx[j] = (uint32_t)i;
+        set->n++;
+    }
+}
+
+static int prepare_added(struct tokenizer *tok)
+{
+    size_t total = 0;
+    char **forms = xcalloc(tok->n_added ? tok->n_added : 1, sizeof(char *));
+    for (size_t i = 0; i < tok->n_added; i++) {
+        const char *c = tok->strs + tok->str_off[tok->added[i].id];
+        forms[i] = tok->added[i].normalized ? normalize_str(tok->norm, c) : xstrdup(c);
+        total += strlen(forms[i]) + 1;
+    }
+    tok->arena = xmalloc(total + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < tok->n_added; i++) {
+        size_t l = strlen(forms[i]);
+        memcpy(tok->arena + o, forms[i], l + 1);
+        tok->added[i].content = tok->arena + o;
+        tok->added[i].len = (uint32_t)l;
+        o += l + 1;
+        free(forms[i]);
+    }
+    free(forms);
+    build_added_set(tok, &tok->raw_set, 0);
+    build_added_set(tok, &tok->norm_set, 1);
+    return 0;
+}
+
+/* ---- pipeline components -------------------------------------------------- */
+
+static int load_normalizer(struct tokenizer *tok, json_t *n, char *err, size_t errlen)
+{
+    if (!n || json_is_null(n))
+        return 0;
+    const char *type = json_string_value(json_object_get(n, "type"));
+    if (!type)
+        type = "";
+    if (strcmp(type, "Sequence") == 0) {
+        json_t *list = json_object_get(n, "normalizers");
+        if (json_array_size(list) > 1) {
+            set_err(err, errlen, "normalizer Sequence of %zu is not supported",
+                    json_array_size(list));
+            return -1;
+        }
+        return json_array_size(list) ? load_normalizer(tok, json_array_get(list, 0), err, errlen)
+                                     : 0;
+    }
+    if (strcmp(type, "NFC") == 0)
+        tok->norm = TOK_NORM_NFC;
+    else if (strcmp(type, "NFKC") == 0)
+        tok->norm = TOK_NORM_NFKC;
+    else if (strcmp(type, "NFD") == 0)
+        tok->norm = TOK_NORM_NFD;
+    else if (strcmp(type, "NFKD") == 0)
+        tok->norm = TOK_NORM_NFKD;
+    else {
+        set_err(err, errlen, "normalizer \"%s\" is not supported", type);
+        return -1;
+    }
+    return 0;
+}
+
+static int is_bytelevel(json_t *o, int need_no_regex)
+{
+    const char *type = json_string_value(json_object_get(o, "type"));
+    if (!type || strcmp(type, "ByteLevel") != 0)
+        return 0;
+    if (json_is_true(json_object_get(o, "add_prefix_space")))
+        return 0;
+    if (need_no_regex && !json_is_false(json_object_get(o, "use_regex")))
+        return 0;
+    return 1;
+}
+
+/* Only Qwen2's pre-tokenizer: Split(Qwen2 regex, Isolated) then ByteLevel. */
+static int load_pre_tokenizer(json_t *p, char *err, size_t errlen)
+{
+    const char *type = json_string_value(json_object_get(p, "type"));
+    json_t *list = json_object_get(p, "pretokenizers");
+    if (type && strcmp(type, "Sequence") == 0 && json_array_size(list) == 2) {
+        json_t *split = json_array_get(list, 0);
+        const char *st = json_string_value(json_object_get(split, "type"));
+        const char *re = json_string_value(json_object_get(json_object_get(split, "pattern"),
+                                                           "Regex"));
+        const char *beh = json_string_value(json_object_get(split, "behavior"));
+        if (st && strcmp(st, "Split") == 0 && re && strcmp(re, tok_qwen2_pattern) == 0 && beh &&
+            strcmp(beh, "Isolated") == 0 && !json_is_true(json_object_get(split, "invert")) &&
+            is_bytelevel(json_array_get(list, 1), 1))
+            return 0;
+    }
+    set_err(err, errlen, "pre_tokenizer is not supported (only Qwen2's Split regex + ByteLevel)");
+    return -1;
+}
+
+static void ids_from_json(json_t *arr, int32_t **ids, size_t *n)
+{
+    size_t cap = 0;
+    for (size_t i = 0; i < json_array_size(arr); i++)
+        tok_ids_push(ids, n, &cap, (int32_t)json_integer_value(json_array_get(arr, i)));
+}
+
+/* Post-processors: ByteLevel (adds nothing), TemplateProcessing ("single"),
+ * Bert/Roberta (cls ... sep), or a Sequence of those. */
+static int load_post(struct tokenizer *tok, json_t *p, char *err, size_t errlen)
+{
+    if (!p || json_is_null(p))
+        return 0;
+    const char *type = json_string_value(json_object_get(p, "type"));
+    if (!type)
+        type = "";
+    if (strcmp(type, "ByteLevel") == 0)
+        return 0;
+    if (strcmp(type, "Sequence") == 0) {
+        json_t *list = json_object_get(p, "processors");
+        for (size_t i = 0; i < json_array_size(list); i++)
+            if (load_post(tok, json_array_get(list, i), err, errlen) < 0)
+                return -1;
+        return 0;
+    }
+    if (strcmp(type, "TemplateProcessing") == 0) {
+        json_t *single = json_object_get(p, "single");
+        json_t *specials = json_object_get(p, "special_tokens");
+        int seen_seq = 0;
+        for (size_t i = 0; i < json_array_size(single); i++) {
+            json_t *item = json_array_get(single, i);
+            json_t *sp = json_object_get(item, "SpecialToken");
+            if (json_object_get(item, "Sequence")) {
+                seen_seq = 1;
+                continue;
+            }
+            const char *name = json_string_value(json_object_get(sp, "id"));
+            json_t *def = name ? json_object_get(specials, name) : NULL;
+            if (!def) {
+                set_err(err, errlen, "TemplateProcessing: unknown special token");
+                return -1;
+            }
+            if (seen_seq)
+                ids_from_json(json_object_get(def, "ids"), &tok->post_post, &tok->n_post_post);
+            else
+                ids_from_json(json_object_get(def, "ids"), &tok->post_pre, &tok->n_post_pre);
+        }
+        return 0;
+    }
+    if (strcmp(type, "BertProcessing") == 0 || strcmp(type, "RobertaProcessing") == 0) {
+        json_t *cls = json_object_get(p, "cls"), *sep = json_object_get(p, "sep");
+        size_t cap = 0;
+        tok_ids_push(&tok->post_pre, &tok->n_post_pre, &cap,
+                     (int32_t)json_integer_value(json_array_get(cls, 1)));
+        cap = 0;
+        tok_ids_push(&tok->post_post, &tok->n_post_post, &cap,
+                     (int32_t)json_integer_value(json_array_get(sep, 1)));
+        return 0;
+    }
+    set_err(err, errlen, "post_processor \"%s\" is not supported", type);
+    return -1;
+}
+
+static int load_model(struct tokenizer *tok, json_t *root, char *err, size_t errlen)
+{
+    json_t *model = json_object_get(root, "model");
+    const char *type = json_string_value(json_object_get(model, "type"));
+    json_t *vocab = json_object_get(model, "vocab");
+    json_t *merges = json_object_get(model, "merges");
+    json_t *added = json_object_get(root, "added_tokens");
+    if (!json_is_object(model) || (type && strcmp(type, "BPE") != 0)) {
+        set_err(err, errlen, "model type \"%s\" is not supported (only BPE)",
+                type ? type : "?");
+        return -1;
+    }
+    if (!json_is_object(vocab) || !json_is_array(merges)) {
+        set_err(err, errlen, "BPE model without vocab or merges");
+        return -1;
+    }
+    json_t *d = json_object_get(model, "dropout");
+    const char *pfx = json_string_value(json_object_get(model, "continuing_subword_prefix"));
+    const char *sfx = json_string_value(json_object_get(model, "end_of_word_suffix"));
+    if ((d && !json_is_null(d) && json_number_value(d) != 0.0) || (pfx && *pfx) ||
+        (sfx && *sfx) || json_is_true(json_object_get(model, "byte_fallback"))) {
+        set_err(err, errlen, "BPE dropout, subword prefix/suffix and byte_fallback "
+                "are not supported");
+        return -1;
+    }
+    tok->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
+    if (load_vocab(tok, vocab, added, err, errlen) < 0)
+        return -1;
+    return load_merges(tok, merges, err, errlen);
+}
+
+/* ---- tokenizer_config.json ------------------------------------------------ */
+
+/* "eos_token": "<x>" or {"content": "<x>", ...} or null */
+static char *config_token(json_t *cfg, const char *key)
+{
+    json_t *v = json_object_get(cfg, key);
+    if (json_is_object(v))
+        v = json_object_get(v, "content");
+    return xstrdup(json_is_string(v) ? json_string_value(v) : "");
+}
+
+static int load_config(struct tokenizer *tok, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return 0;               /* optional */
+    json_error_t jerr;
+    json_t *cfg = json_load_file(path, 0, &jerr);
+    if (!cfg) {
+        set_err(err, errlen, "%s:%d: %s", path, jerr.line, jerr.text);
+        return -1;
+    }
+    free(tok->bos_tok);
+    free(tok->eos_tok);
+    free(tok->pad_tok);
+    tok->bos_tok = config_token(cfg, "bos_token");
+    tok->eos_tok = config_token(cfg, "eos_token");
+    tok->pad_tok = config_token(cfg, "pad_token");
+    tok->add_bos_token = json_is_true(json_object_get(cfg, "add_bos_token"));
+    json_decref(cfg);
+    tok->bos_id = *tok->bos_tok ? tokenizer_token_to_id(tok, tok->bos_tok) : -1;
+    tok->eos_id = *tok->eos_tok ? tokenizer_token_to_id(tok, tok->eos_tok) : -1;
+    tok->pad_id = *tok->pad_tok ? tokenizer_token_to_id(tok, tok->pad_tok) : -1;
+    return 0;
+}
+
+/* ---- public ----------------------------------------------------------------- */
+
+struct tokenizer *tokenizer_load(const char *path, char *err, size_t errlen)
+{
+    struct tokenizer *tok = xcalloc(1, sizeof(*tok));
+    json_t *root = NULL;
+    char *json_path = NULL, *cfg_path = NULL;
+    struct stat st;
+
+    tok->bos_id = tok->eos_id = tok->pad_id = -1;
+    tok->bos_tok = xstrdup("");
+    tok->eos_tok = xstrdup("");
+    tok->pad_tok = xstrdup("");
+    tok_cache_init(&tok->cache);
+    if (stat(path, &st) < 0) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        json_path = xasprintf("%s/tokenizer.json", path);
+        cfg_path = xasprintf("%s/tokenizer_config.json", path);
+    } else {
+        const char *slash = strrchr(path, '/');
+        json_path = xstrdup(path);
+        if (slash)
+            cfg_path = xasprintf("%.*s/tokenizer_config.json", (int)(slash - path), path);
+        else
+            cfg_path = xstrdup("tokenizer_config.json");
+    }
+    json_error_t jerr;
+    root = json_load_file(json_path, JSON_ALLOW_NUL, &jerr);
+    if (!root) {
+        set_err(err, errlen, "%s:%d: %s", json_path, jerr.line, jerr.text);
+        goto fail;
+    }
+    if (load_normalizer(tok, json_object_get(root, "normalizer"), err, errlen) < 0 ||
+        load_pre_tokenizer(json_object_get(root, "pre_tokenizer"), err, errlen) < 0)
+        goto fail;
+    json_t *dec = json_object_get(root, "decoder");
+    if (!is_bytelevel(dec, 0)) {
+        set_err(err, errlen, "decoder is not supported (only ByteLevel)");
+        goto fail;
+    }
+    if (load_model(tok, root, err, errlen) < 0 ||
+        load_post(tok, json_object_get(root, "post_processor"), err, errlen) < 0)
+        goto fail;
+    prepare_added(tok);
+    json_decref(root);
+    root = NULL;
+    if (load_config(tok, cfg_path, err, errlen) < 0)
+        goto fail;
+    free(json_path);
+    free(cfg_path);
+    return tok;
+fail:
+    json_decref(root);
+    free(json_path);
+    free(cfg_path);
+    tokenizer_free(tok);
+    return NULL;
+}
+
+void tokenizer_free(struct tokenizer *tok)
+{
+    if (!tok)
+        return;
+    free(tok->flags);
+    free(tok->str_off);
+    free(tok->bytes_off);
+    free(tok->bytes_len);
+    free(tok->strs);
+    free(tok->bytes);
+    free(tok->arena);
+    free(tok->vmap);
+    free(tok->merges);
+    free(tok->added);
+    free(tok->raw_set.idx);
+    free(tok->norm_set.idx);
+    free(tok->post_pre);
+    free(tok->post_post);
+    free(tok->bos_tok);
+    free(tok->eos_tok);
+    free(tok->pad_tok);
+    tok_cache_free(&tok->cache);
+    free(tok);
+}
+
+int tokenizer_vocab_size(const struct tokenizer *tok)
+{
+    return tok->n_ids;
+}
+
+int32_t tokenizer_token_to_id(const struct tokenizer *tok, const char *s)
+{
+    for (size_t i = 0; i < tok->n_added; i++)
+        if (strcmp(tok->strs + tok->str_off[tok->added[i].id], s) == 0)
+            return tok->added[i].id;
+    return tok_vocab_find(tok, s, strlen(s));
+}
+
+const char *tokenizer_id_to_token(const struct tokenizer *tok, int32_t id)
+{
+    if (id < 0 || id >= tok->n_ids || !(tok->flags[id] & TOKF_PRESENT))
+        return NULL;
+    return tok->strs + tok->str_off[id];
+}
+
+int tokenizer_token_bytes(const struct tokenizer *tok, int32_t id, const char **bytes,
+                          size_t *len)
+{
+    if (id < 0 || id >= tok->n_ids || !(tok->flags[id] & TOKF_PRESENT))
+        return -1;
+    *bytes = tok->bytes + tok->bytes_off[id];
+    *len = tok->bytes_len[id];
+    return 0;
+}
+
+int tokenizer_is_special(const struct tokenizer *tok, int32_t id)
+{
+    return id >= 0 && id < tok->n_ids && (tok->flags[id] & TOKF_SPECIAL) != 0;
+}
+
+int32_t tokenizer_bos_id(const struct tokenizer *tok)
+{
+    return tok->bos_id;
+}
+
+int32_t tokenizer_eos_id(const struct tokenizer *tok)
+{
+    return tok->eos_id;
+}
+
+int32_t tokenizer_pad_id(const struct tokenizer *tok)
+{
+    return tok->pad_id;
+}
+
+const char *tokenizer_bos_token(const struct tokenizer *tok)
+{
+    return tok->bos_tok;
+}
+
+const char *tokenizer_eos_token(const struct tokenizer *tok)
+{
+    return tok->eos_tok;
+}
