@@ -1,0 +1,103 @@
+# worker_lib.py -- helpers for llmux-worker integration tests: a tiny random
+# Qwen3 model made by tests/tools/mkmodel with the real Qwen3 tokenizer
+# (made once per test module, removed at exit), and starting the real
+# llmux-worker on it (it prints "listening on ADDR" once it serves).
+import atexit
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import lib
+
+WORKER = os.path.join(lib.BUILDDIR, "llmux-worker")
+MKMODEL = os.path.join(lib.BUILDDIR, "tests", "tools", "mkmodel")
+TOKENIZER_DIR = os.path.join(lib.SRCDIR, "examples", "models", "tokenizers", "qwen3")
+
+_models = {}
+
+
+def skip_reason():
+    for p in (WORKER, MKMODEL):
+        if not os.path.exists(p):
+            return "%s is not built" % p
+    return None
+
+
+def tiny_model(arch="qwen3", **flags):
+    """A model folder for <arch> (made once per process)."""
+    key = (arch, tuple(sorted(flags.items())))
+    if key in _models:
+        return _models[key]
+    d = tempfile.mkdtemp(prefix="llmux-wk-model-")
+    atexit.register(shutil.rmtree, d, True)
+    args = [MKMODEL, "--out", d, "--arch", arch, "--hidden", "64", "--layers", "2",
+            "--heads", "4", "--kv-heads", "2", "--head-dim", "16", "--intermediate", "128",
+            "--dtype", "bf16", "--max-pos", "4096", "--tokenizer", TOKENIZER_DIR]
+    for k, v in flags.items():
+        args += ["--" + k.replace("_", "-"), str(v)]
+    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    if p.returncode != 0:
+        raise lib.TestFailure("mkmodel failed: %s" % p.stdout.decode(errors="replace"))
+    _models[key] = d
+    return d
+
+
+class Worker:
+    def __init__(self, t, proc, addr, model_dir, name):
+        self.t = t
+        self.proc = proc
+        self.addr = addr
+        self.model_dir = model_dir
+        self.name = name
+        self.url = "http://" + addr if not addr.startswith("unix:") else None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout=15):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise lib.TestFailure("llmux-worker did not exit within %ss" % timeout)
+
+    def load(self):
+        r = lib.get(self, "/load")
+        lib.eq(r.status, 200, "/load status")
+        return r.json()
+
+    def chat(self, content="hello", **extra):
+        b = {"model": self.name, "messages": [{"role": "user", "content": content}]}
+        b.update(extra)
+        return lib.post(self, "/v1/chat/completions", b, timeout=60)
+
+    def complete(self, prompt="hello", **extra):
+        b = {"model": self.name, "prompt": prompt}
+        b.update(extra)
+        return lib.post(self, "/v1/completions", b, timeout=60)
+
+
+def start_worker(t, model_dir=None, name="tiny", listen="127.0.0.1:0", args=(), wait_health=True):
+    model_dir = model_dir or tiny_model()
+    argv = [WORKER, "--model", model_dir, "--listen", listen, "--served-name", name,
+            "--device", "cpu", "--kv-cache-memory", "64m", "--max-model-len", "1024"] + list(args)
+    p = t.spawn(argv, "worker-" + name, capture_stdout=True)
+    line = t.read_line(p, 60.0)
+    m = re.match(r"listening on (\S+)", line or "")
+    if not m:
+        raise lib.TestFailure("llmux-worker did not start (%r, exit %s)\n%s"
+                              % (line, p.poll(), "\n".join(t.diagnostics())))
+    w = Worker(t, p, m.group(1), model_dir, name)
+    if wait_health:
+        # /health is 200 once a step ran: one tiny request makes it run
+        lib.post(w, "/v1/completions", {"prompt": "hi", "max_tokens": 1}, timeout=60)
+        lib.wait_for(lambda: lib.get(w, "/health").status == 200, 20, what="/health 200")
+    return w
+
+
+def run_worker(t, args, timeout=60):
+    """Runs llmux-worker to completion; returns (rc, output)."""
+    p = subprocess.run([WORKER] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, cwd=t.dir, timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace")
