@@ -18,7 +18,8 @@ static void out_append(char **out, size_t *len, size_t *cap, const void *p, size
 {
     if (*len + n + 1 > *cap)
         xgrow((void **)out, cap, *len + n + 1 + 64, 1);
-    memcpy(*out + *len, p, n);
+    if (n)
+        memcpy(*out + *len, p, n);
     *len += n;
     (*out)[*len] = '\0';
 }
