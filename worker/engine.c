@@ -256,10 +256,11 @@ static void request_admit(struct engine *e, struct engine_request *r)
     max_len = r->sp.max_tokens < 1 ? r->n_prompt + 1 : r->n_prompt + r->sp.max_tokens;
     if (max_len > e->cfg.max_model_len || max_len < r->n_prompt)
         max_len = e->cfg.max_model_len;
-    if (kvcache_blocks_for(&e->kv, max_len) > e->kv.n_blocks) {
+    /* the last token is sampled, never computed: max_len - 1 need slots */
+    if (kvcache_blocks_for(&e->kv, max_len - 1) > e->kv.n_blocks) {
         snprintf(msg, sizeof(msg), "the request needs %d KV cache blocks (%d tokens) "
-                 "and the cache has %d", kvcache_blocks_for(&e->kv, max_len), max_len,
-                 e->kv.n_blocks);
+                 "and the cache has %d", kvcache_blocks_for(&e->kv, max_len - 1),
+                 max_len - 1, e->kv.n_blocks);
         output_error(e, r->id, msg);
         goto reject;
     }
@@ -868,6 +869,11 @@ void engine_get_load(struct engine *e, struct engine_load *out)
         window = 1;
     out->prompt_tokens_per_s = (double)prompt / window;
     out->generation_tokens_per_s = (double)gen / window;
+}
+
+const struct engine_config *engine_get_config(const struct engine *e)
+{
+    return &e->cfg;
 }
 
 int engine_has_stepped(struct engine *e)

@@ -128,6 +128,10 @@ void engine_abort(struct engine *e, uint64_t id);
  * with engine_output_free() on each. Thread-safe. */
 struct engine_output *engine_take_outputs(struct engine *e);
 void engine_get_load(struct engine *e, struct engine_load *out);
+/* The configuration in effect, defaults filled in (block_size, n_blocks,
+ * max_num_seqs, max_num_batched_tokens, max_model_len; eos_ids is the
+ * engine's copy). Borrowed, constant while the engine runs. */
+const struct engine_config *engine_get_config(const struct engine *e);
 /* 1 once a step has run (the worker's /health is 200 only then). */
 int engine_has_stepped(struct engine *e);
 

@@ -124,7 +124,7 @@ static double log_sum_exp(const float *x, int n)
     if (m == -INFINITY)
         return -INFINITY;
     for (int i = 0; i < n; i++)
-        sum += exp((double)x[i] - m);
+        sum += expf(x[i] - m);
     return m + log(sum);
 }
 
@@ -309,14 +309,17 @@ static int cand_cmp(const void *a, const void *b)
 }
 
 /* Keep the smallest set of most likely tokens whose probability reaches <p>
- * (ties at the cut are all kept). Only the tokens above a relative
- * probability threshold are sorted; the threshold drops until they carry
- * at least <p>, which makes the cut exact. */
+ * (ties at the cut are all kept), exactly, without sorting the vocabulary:
+ * tokens are bucketed by (max - logit); whole buckets are kept until the one
+ * where the mass crosses p, and only that bucket is sorted. */
+#define TOP_P_BUCKETS 1024
+#define TOP_P_SCALE 32.0f       /* buckets per unit of logit */
+
 static void apply_top_p(struct sampler *s, float *x, float p)
 {
-    int v = s->vocab, n = 0, cut = 0;
+    int v = s->vocab, n = 0, cut, bk;
     float m = -INFINITY;
-    double z = 0, acc = 0;
+    double z = 0, acc = 0, target, mass[TOP_P_BUCKETS] = { 0 };
     if (p >= 1.0f)
         return;
     for (int i = 0; i < v; i++)
@@ -324,37 +327,43 @@ static void apply_top_p(struct sampler *s, float *x, float p)
             m = x[i];
     if (m == -INFINITY)
         return;
-    for (int i = 0; i < v; i++)
-        z += exp((double)x[i] - m);
-    for (double t = 1e-3; ; t = t > 1e-30 ? t * 1e-3 : 0) {
-        double mass = 0;
-        float thr = t > 0 ? m + (float)log(t) : -INFINITY;
-        n = 0;
-        for (int i = 0; i < v; i++)
-            if (x[i] >= thr && x[i] > -INFINITY) {
-                s->cand[n].v = x[i];
-                s->cand[n].id = i;
-                mass += exp((double)x[i] - m);
-                n++;
-            }
-        if (mass >= p * z || t == 0)
-            break;
+    for (int i = 0; i < v; i++) {
+        float d = (m - x[i]) * TOP_P_SCALE;
+        int k = d < TOP_P_BUCKETS - 1 ? (int)d : TOP_P_BUCKETS - 1;
+        double e = expf(x[i] - m);
+        s->work[i] = (float)e;
+        mass[k] += e;
+        z += e;
     }
+    target = p * z;
+    for (bk = 0; bk < TOP_P_BUCKETS - 1 && acc + mass[bk] < target; bk++)
+        acc += mass[bk];
+    /* the crossing bucket, sorted; everything above it is kept */
+    for (int i = 0; i < v; i++) {
+        float d = (m - x[i]) * TOP_P_SCALE;
+        int k = d < TOP_P_BUCKETS - 1 ? (int)d : TOP_P_BUCKETS - 1;
+        if (k == bk && x[i] > -INFINITY) {
+            s->cand[n].v = x[i];
+            s->cand[n].id = i;
+            n++;
+        }
+    }
+    if (n == 0)
+        return;
     qsort(s->cand, (size_t)n, sizeof(*s->cand), cand_cmp);
-    for (cut = 0; cut < n; cut++) {
-        acc += exp((double)s->cand[cut].v - m);
-        if (acc >= p * z)
+    for (cut = 0; cut < n - 1; cut++) {
+        acc += s->work[s->cand[cut].id];
+        if (acc >= target)
             break;
     }
-    if (cut >= n)
-        cut = n - 1;
     for (int i = 0; i < v; i++)
         if (x[i] < s->cand[cut].v)
             x[i] = -INFINITY;
 }
 
-/* Draw from softmax(x) with one uniform of <rng> (inverse CDF in id order). */
-static int32_t draw(const float *x, int v, struct sampler_rng *rng)
+/* Draw from softmax(x) with one uniform of <rng> (inverse CDF in id order);
+ * <e> is scratch for the exponentials. */
+static int32_t draw(const float *x, float *e, int v, struct sampler_rng *rng)
 {
     float m = -INFINITY;
     double z = 0, u, acc = 0;
@@ -364,15 +373,15 @@ static int32_t draw(const float *x, int v, struct sampler_rng *rng)
             m = x[i];
     if (m == -INFINITY)
         return 0;
-    for (int i = 0; i < v; i++)
-        z += exp((double)x[i] - m);
+    for (int i = 0; i < v; i++) {
+        e[i] = expf(x[i] - m);
+        z += e[i];
+    }
     u = sampler_rng_uniform(rng) * z;
     for (int i = 0; i < v; i++) {
-        double e;
-        if (x[i] == -INFINITY)
+        if (e[i] == 0)
             continue;
-        e = exp((double)x[i] - m);
-        acc += e;
+        acc += e[i];
         last = i;
         if (u < acc)
             return i;
@@ -400,7 +409,7 @@ int32_t sampler_sample(struct sampler *s, float *logits, const struct sampler_se
         apply_min_p(logits, v, sp->min_p);
         apply_top_k(s, logits, sp->top_k);
         apply_top_p(s, logits, sp->top_p);
-        tok = draw(logits, v, q->rng);
+        tok = draw(logits, s->work, v, q->rng);
     }
     if (lp)
         sampler_logprob(s, s->raw, tok, sp->logprobs > 0 ? sp->logprobs : 0, lp);

@@ -490,9 +490,19 @@ static void test_finish_reasons(void)
     a = run_one(e, p, 20, &sp);
     ok(res[a].finish == FINISH_ERROR && strstr(res[a].error, "KV cache") && res[a].n == 0,
        "80 tokens in a 64-token cache: error \"%s\"", res[a].error);
-    sp.max_tokens = 44;
+    sp.max_tokens = 46;
     b = run_one(e, p, 20, &sp);
-    ok(res[b].finish == FINISH_LENGTH && res[b].n == 44, "exactly the cache's size fits");
+    ok(res[b].finish == FINISH_ERROR, "66 tokens (65 cached) do not fit");
+    sp.max_tokens = 45;
+    b = run_one(e, p, 20, &sp);
+    ok(res[b].finish == FINISH_LENGTH && res[b].n == 45,
+       "65 tokens fit 64 slots: the last one is never cached");
+    {
+        const struct engine_config *ec = engine_get_config(e);
+        ok(ec->n_blocks == 16 && ec->block_size == 4 && ec->max_model_len ==
+           model_get_config(model)->max_position_embeddings && ec->max_num_seqs == 16 &&
+           ec->n_eos_ids == 1 && ec->eos_ids[0] == VOCAB - 1, "engine_get_config: defaults filled in");
+    }
     sp.max_tokens = 1;
     c = run_one(e, p, 20, &sp);
     ok(res[c].finish == FINISH_LENGTH && res[c].n == 1 && res[c].n_outputs == 1,
