@@ -37,20 +37,18 @@ struct row_job {
     _Atomic int64_t bad;        /* rows with an index out of range */
 };
 
-static void row_thread(void *arg, int tid, int nth)
+static void row_chunk(void *arg, int tid, int64_t r0, int64_t r1)
 {
     struct row_job *j = arg;
-    int64_t lo, hi;
-    kn_split(j->n, tid, nth, &lo, &hi);
-    if (lo < hi)
-        j->range(j, kn_pool_scratch(j->pool, tid, j->scratch), lo, hi);
+    j->range(j, kn_pool_scratch(j->pool, tid, j->scratch), r0, r1);
 }
 
 /* Run j->range over rows [0, j->n) of <cost> elements each; returns j->bad. */
 static int64_t run_rows(struct kn_backend *be, struct row_job *j, int64_t cost)
 {
+    int nth = cpu_nth(be, j->n, cost);
     j->pool = cpu_pool(be);
-    kn_pool_run(j->pool, row_thread, j, cpu_nth(be, j->n, cost));
+    kn_pool_for(j->pool, row_chunk, j, j->n, kn_grain(j->n, nth), nth);
     return atomic_load(&j->bad);
 }
 

@@ -43,26 +43,29 @@ void kn_row_store(void *dst, const float *src, enum kn_dtype dt, int64_t n);
 /* ---- thread pool (pool.c) ------------------------------------------------------ */
 
 struct kn_pool;
-/* fn runs once on each of <nth> threads; the caller is tid 0 */
-typedef void (*kn_pool_fn)(void *arg, int tid, int nth);
+/* fn handles items [i0, i1) on thread <tid> (0: the caller); it may use
+ * thread <tid>'s scratch */
+typedef void (*kn_pool_fn)(void *arg, int tid, int64_t i0, int64_t i1);
 
 /* Pool of n_threads - 1 workers plus the caller; never NULL (aborts on OOM). */
 struct kn_pool *kn_pool_new(int n_threads);
 void kn_pool_free(struct kn_pool *p);
 int kn_pool_threads(const struct kn_pool *p);
-/* Run fn(arg, tid, nth) for tid 0..nth-1 (nth clamped to 1..threads) and
- * return when every call returned. Workers spin a little after a job, then
- * sleep, so that back-to-back ops pay no wake-up. */
-void kn_pool_run(struct kn_pool *p, kn_pool_fn fn, void *arg, int nth);
+/* Items [0, n) in chunks of <grain>, handed out through an atomic counter to
+ * the caller and up to nth-1 workers; returns when every item is done. A
+ * worker that has not joined by the time the caller ran out of chunks is not
+ * waited for, so a descheduled worker (a busy machine) costs at most the
+ * chunk it holds. Which thread runs a chunk must not change the result. */
+void kn_pool_for(struct kn_pool *p, kn_pool_fn fn, void *arg, int64_t n, int64_t grain, int nth);
 /* Scratch of thread <tid>, at least <nfloats> floats, 64-byte aligned, kept
  * between ops; only thread <tid> may call it during a run. */
 float *kn_pool_scratch(struct kn_pool *p, int tid, size_t nfloats);
 
-/* [lo, hi) of thread <tid>'s share of n items, in nth nearly equal parts */
-static inline void kn_split(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi)
+/* chunk size giving each of <nth> threads about 4 chunks of n items */
+static inline int64_t kn_grain(int64_t n, int nth)
 {
-    *lo = n * tid / nth;
-    *hi = n * (tid + 1) / nth;
+    int64_t g = (n + 4 * nth - 1) / (4 * nth);
+    return g < 1 ? 1 : g;
 }
 
 struct cpu_ctx {

@@ -1,7 +1,6 @@
 /*
  * matmul.c -- y (M,N) = x (M,K) W(N,K)^T on the cpu, threaded by chunks of W
- * rows handed out through an atomic counter (threads that get less CPU time
- * take fewer chunks). Decode (small M) streams each W chunk once and widens
+ * rows handed out by the pool (threads that get less CPU time take fewer). Decode (small M) streams each W chunk once and widens
  * it in registers inside the tile; prefill (M > 8) widens a chunk to f32
  * scratch once and sweeps every 4-row block of x over it while it sits in L2.
  * Every output is one tile dot product, so results do not depend on the
@@ -9,7 +8,6 @@
  */
 #include "kn_cpu.h"
 
-#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "util.h"
@@ -24,7 +22,6 @@ struct mm_job {
     int64_t chunk, n_chunks;    /* W rows per work item; chunk % KN_TILE_N == 0 */
     int widen;                  /* widen each W chunk to f32 scratch first */
     struct kn_pool *pool;
-    _Atomic int64_t next;       /* next chunk to take */
 };
 
 /* W rows [n0, n1) against every row of x */
@@ -58,11 +55,10 @@ static void mm_chunk(struct mm_job *j, int tid, int64_t n0, int64_t n1)
     }
 }
 
-static void mm_thread(void *arg, int tid, int nth)
+static void mm_chunks(void *arg, int tid, int64_t c0, int64_t c1)
 {
     struct mm_job *j = arg;
-    int64_t c;
-    while ((c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n_chunks) {
+    for (int64_t c = c0; c < c1; c++) {
         int64_t n0 = c * j->chunk, n1 = n0 + j->chunk;
         mm_chunk(j, tid, n0, n1 < j->N ? n1 : j->N);
     }
@@ -100,9 +96,7 @@ int kn_cpu_matmul(struct kn_backend *be, struct kn_tensor *y, const struct kn_te
     j->chunk = (j->chunk + KN_TILE_N - 1) / KN_TILE_N * KN_TILE_N;
     j->chunk = j->chunk < KN_TILE_N ? KN_TILE_N : j->chunk;
     j->n_chunks = (j->N + j->chunk - 1) / j->chunk;
-    atomic_init(&j->next, 0);
-
-    kn_pool_run(j->pool, mm_thread, j, nth);
+    kn_pool_for(j->pool, mm_chunks, j, j->n_chunks, 1, nth);
     free(xbuf);
     free(j);
     return 0;

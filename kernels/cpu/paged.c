@@ -1,8 +1,8 @@
 /*
  * paged.c -- the paged KV cache on the cpu: kv_store (new tokens' K/V into
  * their cache slots) and paged_attention (causal, GQA, optional sliding
- * window), threaded by token (store) and by (token, head) (attention, handed
- * out through an atomic counter: causal rows differ in length). Indices are
+ * window), threaded by token (store) and by (token, head) (attention, one item
+ * at a time: causal rows differ in length). Indices are
  * validated here, one bad row at a time; shapes were checked by kn_*.
  */
 #include "kn_cpu.h"
@@ -45,12 +45,11 @@ static void store_token(struct kn_tensor *cache, const struct kn_tensor *src, in
     }
 }
 
-static void store_thread(void *arg, int tid, int nth)
+static void store_chunk(void *arg, int tid, int64_t lo, int64_t hi)
 {
     struct store_job *j = arg;
-    int64_t lo, hi, bad = 0;
+    int64_t bad = 0;
     float *a = kn_pool_scratch(j->pool, tid, (size_t)j->k->shape[2] + 1);
-    kn_split(j->T, tid, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
         int64_t slot = j->slots[t];
         if (slot < 0 || slot >= j->kc->shape[0]) {
@@ -69,7 +68,8 @@ int kn_cpu_kv_store(struct kn_backend *be, struct kn_tensor *k_cache, struct kn_
 {
     struct store_job j = { .kc = k_cache, .vc = v_cache, .k = k, .v = v, .slots = slots->data,
                            .T = k->shape[0], .pool = cpu_pool(be) };
-    kn_pool_run(j.pool, store_thread, &j, cpu_nth(be, j.T, 2 * k->shape[1] * k->shape[2]));
+    int nth = cpu_nth(be, j.T, 2 * k->shape[1] * k->shape[2]);
+    kn_pool_for(j.pool, store_chunk, &j, j.T, kn_grain(j.T, nth), nth);
     int64_t bad = atomic_load(&j.bad);
     if (bad) {
         log_error("kv_store: %lld slots outside the cache of %lld", (long long)bad,
@@ -88,7 +88,6 @@ struct attn_job {
     int64_t n_seqs, max_blocks, bs, H, group, D, window, Lmax;
     float scale;
     struct kn_pool *pool;
-    _Atomic int64_t next;       /* next (t, h) item */
     _Atomic int64_t bad;        /* items with a bad sequence, position or block */
 };
 
@@ -137,12 +136,12 @@ fail:
     return -1;
 }
 
-static void attn_thread(void *arg, int tid, int nth)
+static void attn_chunk(void *arg, int tid, int64_t i0, int64_t i1)
 {
     struct attn_job *j = arg;
     float *a = kn_pool_scratch(j->pool, tid, (size_t)(2 * j->D + j->Lmax + 1));
-    int64_t it, n = j->q->shape[0] * j->H, bad = 0;
-    while ((it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < n)
+    int64_t bad = 0;
+    for (int64_t it = i0; it < i1; it++)
         bad -= attend(j, it / j->H, it % j->H, a);
     atomic_fetch_add(&j->bad, bad);
 }
@@ -166,7 +165,8 @@ int kn_cpu_paged_attention(struct kn_backend *be, struct kn_tensor *out, const s
         j.Lmax = L > j.Lmax ? L : j.Lmax;
         cost += L;
     }
-    kn_pool_run(j.pool, attn_thread, &j, cpu_nth(be, T * j.H, cost / (T ? T : 1) * 2 * j.D));
+    int nth = cpu_nth(be, T * j.H, cost / (T ? T : 1) * 2 * j.D);
+    kn_pool_for(j.pool, attn_chunk, &j, T * j.H, 1, nth);
     int64_t bad = atomic_load(&j.bad);
     if (bad) {
         log_error("paged_attention: %lld (token, head) rows with a bad sequence, position "

@@ -1,13 +1,17 @@
 /*
  * pool.c -- the cpu backend's thread pool: n-1 pthreads created once per
- * backend, woken per op by a generation counter. After a job a worker spins
- * (with a pause) for up to SPIN_US before it sleeps on a condition variable,
- * so that the ~200 ops of a decode step cost no futex round trip each; the
- * caller waits for the workers the same way. Knows nothing about ops.
+ * backend, woken per op by a generation counter, sharing the op's items
+ * through an atomic counter with the caller. After a job a worker spins (a
+ * pause, then sched_yield so that a busy machine loses little) for up to
+ * SPIN_US before it sleeps on a condition variable, so that the ~200 ops of
+ * a decode step cost no futex round trip each. The caller waits only for
+ * workers that joined the job, never for one that was not scheduled in time.
+ * Knows nothing about ops.
  */
 #include "kn_cpu.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -15,7 +19,8 @@
 #include "log.h"
 #include "util.h"
 
-#define SPIN_US 200             /* how long a waiter spins before sleeping */
+#define SPIN_US 100             /* how long a waiter spins before sleeping */
+#define PAUSE_US 10             /* then how long of that with pause only */
 #define MAX_THREADS 256
 
 struct scratch {
@@ -24,28 +29,31 @@ struct scratch {
     char pad[64 - sizeof(float *) - sizeof(size_t)];    /* no false sharing */
 };
 
+struct worker {
+    struct kn_pool *pool;
+    int tid;
+};
+
 struct kn_pool {
     int n;                      /* threads, caller included */
     pthread_t *th;
     struct scratch *scratch;    /* (n,) */
-    struct worker *workers;     /* (n-1,) */
+    struct worker *workers;     /* (n,); [0] unused */
 
-    /* the job; written by the caller before gen is bumped */
+    /* the job; written by the caller before gen is bumped, stable while open */
     kn_pool_fn fn;
     void *arg;
+    int64_t n_items, grain;
     int nth;
-    _Atomic unsigned gen;       /* bumped once per job; 0 before the first */
-    _Atomic int pending;        /* workers that have not finished the job */
+    _Atomic int64_t next;       /* first item not handed out */
+    _Atomic unsigned gen;       /* bumped once per job, never 0 after */
+    _Atomic unsigned open;      /* gen of the job workers may join; 0: none */
+    _Atomic int active;         /* workers inside a job */
     _Atomic int stop;
 
     pthread_mutex_t mu;
     pthread_cond_t work_cv;     /* gen changed */
-    pthread_cond_t done_cv;     /* pending reached 0 */
-};
-
-struct worker {
-    struct kn_pool *pool;
-    int tid;
+    pthread_cond_t done_cv;     /* active reached 0 */
 };
 
 static inline void cpu_relax(void)
@@ -64,22 +72,26 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Spin until *gen != seen or SPIN_US passed; returns the last value read. */
-static unsigned spin_gen(struct kn_pool *p, unsigned seen)
+/* One step of a bounded spin; <t0> starts at 0. Returns 0 once SPIN_US passed. */
+static int spin_step(unsigned i, int64_t *t0)
 {
-    int64_t t0 = 0;
-    for (unsigned i = 1;; i++) {
-        unsigned g = atomic_load_explicit(&p->gen, memory_order_acquire);
-        if (g != seen)
-            return g;
-        cpu_relax();
-        if ((i & 255) == 0) {
-            int64_t t = mono_us();
-            if (t0 == 0)
-                t0 = t;
-            else if (t - t0 > SPIN_US)
-                return g;
-        }
+    cpu_relax();
+    if ((i & 63) != 0)
+        return 1;
+    int64_t t = mono_us();
+    if (*t0 == 0)
+        *t0 = t;
+    if (t - *t0 > PAUSE_US)
+        sched_yield();
+    return t - *t0 <= SPIN_US;
+}
+
+static void run_items(struct kn_pool *p, int tid)
+{
+    int64_t i0;
+    while ((i0 = atomic_fetch_add_explicit(&p->next, p->grain, memory_order_relaxed)) < p->n_items) {
+        int64_t i1 = i0 + p->grain;
+        p->fn(p->arg, tid, i0, i1 < p->n_items ? i1 : p->n_items);
     }
 }
 
@@ -87,21 +99,27 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct kn_pool *p = w->pool;
-    unsigned seen = 0;
+    unsigned seen = 0, g;
     for (;;) {
-        unsigned g = spin_gen(p, seen);
+        int64_t t0 = 0;
+        unsigned i = 1;
+        while ((g = atomic_load(&p->gen)) == seen && spin_step(i++, &t0))
+            ;
         if (g == seen) {
             pthread_mutex_lock(&p->mu);
-            while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen)
+            while ((g = atomic_load(&p->gen)) == seen)
                 pthread_cond_wait(&p->work_cv, &p->mu);
             pthread_mutex_unlock(&p->mu);
         }
         seen = g;
         if (atomic_load(&p->stop))
             break;
-        if (w->tid < p->nth)
-            p->fn(p->arg, w->tid, p->nth);
-        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+        /* join, then check the job is still open: the caller closes it and
+         * then waits for active == 0 (both seq_cst, so one of us sees the other) */
+        atomic_fetch_add(&p->active, 1);
+        if (atomic_load(&p->open) == g && w->tid < p->nth)
+            run_items(p, w->tid);
+        if (atomic_fetch_sub(&p->active, 1) == 1) {
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done_cv);
             pthread_mutex_unlock(&p->mu);
@@ -138,7 +156,7 @@ void kn_pool_free(struct kn_pool *p)
         return;
     atomic_store(&p->stop, 1);
     pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    atomic_fetch_add(&p->gen, 1);
     pthread_cond_broadcast(&p->work_cv);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n; i++)
@@ -159,39 +177,42 @@ int kn_pool_threads(const struct kn_pool *p)
     return p->n;
 }
 
-void kn_pool_run(struct kn_pool *p, kn_pool_fn fn, void *arg, int nth)
+void kn_pool_for(struct kn_pool *p, kn_pool_fn fn, void *arg, int64_t n, int64_t grain, int nth)
 {
-    nth = nth < 1 ? 1 : nth > p->n ? p->n : nth;
-    if (nth == 1) {
-        fn(arg, 0, 1);
+    nth = nth > p->n ? p->n : nth;
+    grain = grain < 1 ? 1 : grain;
+    if (n <= 0)
+        return;
+    if (nth <= 1 || n <= grain) {
+        fn(arg, 0, 0, n);
         return;
     }
     p->fn = fn;
     p->arg = arg;
+    p->n_items = n;
+    p->grain = grain;
     p->nth = nth;
-    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+    atomic_store(&p->next, 0);
+    unsigned g = atomic_load(&p->gen) + 1;
+    g = g == 0 ? 1 : g;
+    atomic_store(&p->open, g);
     pthread_mutex_lock(&p->mu);     /* pairs with a worker's check before it sleeps */
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    atomic_store(&p->gen, g);
     pthread_cond_broadcast(&p->work_cv);
     pthread_mutex_unlock(&p->mu);
 
-    fn(arg, 0, nth);
+    run_items(p, 0);
 
+    atomic_store(&p->open, 0);      /* late workers skip this job */
     int64_t t0 = 0;
-    for (unsigned i = 1; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++) {
-        cpu_relax();
-        if ((i & 255) == 0) {
-            int64_t t = mono_us();
-            if (t0 == 0) {
-                t0 = t;
-            } else if (t - t0 > SPIN_US) {
-                pthread_mutex_lock(&p->mu);
-                while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
-                    pthread_cond_wait(&p->done_cv, &p->mu);
-                pthread_mutex_unlock(&p->mu);
-                break;
-            }
-        }
+    unsigned i = 1;
+    while (atomic_load(&p->active) > 0 && spin_step(i++, &t0))
+        ;
+    if (atomic_load(&p->active) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->active) > 0)
+            pthread_cond_wait(&p->done_cv, &p->mu);
+        pthread_mutex_unlock(&p->mu);
     }
 }
 

@@ -26,12 +26,11 @@ struct route_job {
 
 /* ---- gather_rows ---------------------------------------------------------------- */
 
-static void gather_thread(void *arg, int tid, int nth)
+static void gather_chunk(void *arg, int tid, int64_t lo, int64_t hi)
 {
     struct route_job *j = arg;
-    int64_t lo, hi, D = j->y.cols, bad = 0;
+    int64_t D = j->y.cols, bad = 0;
     float *a = kn_pool_scratch(j->pool, tid, (size_t)D + 1);
-    kn_split(j->n, tid, nth, &lo, &hi);
     for (int64_t i = lo; i < hi; i++) {
         int64_t r = j->idx[i];
         if (r < 0 || r >= j->x.n) {
@@ -53,7 +52,8 @@ int kn_cpu_gather_rows(struct kn_backend *be, struct kn_tensor *y, const struct 
 {
     struct route_job j = { .y = rows_of(y), .x = rows_of(x), .idx = idx->data, .pool = cpu_pool(be) };
     j.n = j.y.n;
-    kn_pool_run(j.pool, gather_thread, &j, cpu_nth(be, j.n, j.y.cols));
+    int nth = cpu_nth(be, j.n, j.y.cols);
+    kn_pool_for(j.pool, gather_chunk, &j, j.n, kn_grain(j.n, nth), nth);
     int64_t bad = atomic_load(&j.bad);
     if (bad) {
         log_error("gather_rows: %lld indices outside the %lld rows of x; zeroed", (long long)bad,
@@ -65,17 +65,13 @@ int kn_cpu_gather_rows(struct kn_backend *be, struct kn_tensor *y, const struct 
 
 /* ---- scatter_add_rows ------------------------------------------------------------- */
 
-/* columns [c0, c1) of y[idx[i]] += w[i] * x[i], i in order */
-static void scatter_thread(void *arg, int tid, int nth)
+/* columns [16 u0, 16 u1) of y[idx[i]] += w[i] * x[i], i in order; 16-column
+ * units share no cache line of f32 rows; the last unit runs to the end */
+static void scatter_chunk(void *arg, int tid, int64_t u0, int64_t u1)
 {
     struct route_job *j = arg;
-    int64_t c0, c1, bad = 0, n = j->x.n;
-    kn_split(j->n / 16, tid, nth, &c0, &c1);    /* 16-column units: no shared lines */
-    c0 *= 16;
-    c1 = tid == nth - 1 ? j->n : c1 * 16;
+    int64_t bad = 0, n = j->x.n, c0 = 16 * u0, c1 = u1 == (j->n + 15) / 16 ? j->n : 16 * u1;
     int64_t C = c1 - c0;
-    if (C <= 0)
-        return;
     float *a = kn_pool_scratch(j->pool, tid, 2 * (size_t)C), *b = a + C;
     for (int64_t i = 0; i < n; i++) {
         int64_t r = j->idx[i];
@@ -91,7 +87,7 @@ static void scatter_thread(void *arg, int tid, int nth)
             b[c] += wi * a[c];
         kn_row_store(yr, b, j->y.dt, C);
     }
-    if (tid == 0)
+    if (u0 == 0)                                /* every chunk sees the same indices */
         atomic_fetch_add(&j->bad, bad);
 }
 
@@ -101,8 +97,9 @@ int kn_cpu_scatter_add_rows(struct kn_backend *be, struct kn_tensor *y, const st
     struct route_job j = { .y = rows_of(y), .x = rows_of(x), .idx = idx->data,
                            .w = w ? w->data : NULL, .pool = cpu_pool(be) };
     j.n = j.y.cols;
-    int nth = cpu_nth(be, j.n / 16, 16 * j.x.n);
-    kn_pool_run(j.pool, scatter_thread, &j, nth);
+    int64_t units = (j.n + 15) / 16;
+    int nth = cpu_nth(be, units, 16 * j.x.n);
+    kn_pool_for(j.pool, scatter_chunk, &j, units, kn_grain(units, nth), nth);
     int64_t bad = atomic_load(&j.bad);
     if (bad) {
         log_error("scatter_add_rows: %lld indices outside the %lld rows of y; skipped",
@@ -149,12 +146,10 @@ static void route_token(struct route_job *j, int64_t t, float *p)
             wt[i] /= top;
 }
 
-static void route_thread(void *arg, int tid, int nth)
+static void route_chunk(void *arg, int tid, int64_t lo, int64_t hi)
 {
     struct route_job *j = arg;
-    int64_t lo, hi;
     float *p = kn_pool_scratch(j->pool, tid, (size_t)j->x.cols + 1);
-    kn_split(j->n, tid, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++)
         route_token(j, t, p);
 }
@@ -165,6 +160,7 @@ int kn_cpu_moe_route(struct kn_backend *be, struct kn_tensor *ids, struct kn_ten
     struct route_job j = { .x = rows_of(logits), .ids = ids->data, .wout = weights->data,
                            .k = k, .norm = norm, .pool = cpu_pool(be) };
     j.n = j.x.n;
-    kn_pool_run(j.pool, route_thread, &j, cpu_nth(be, j.n, j.x.cols * (k + 2)));
+    int nth = cpu_nth(be, j.n, j.x.cols * (k + 2));
+    kn_pool_for(j.pool, route_chunk, &j, j.n, kn_grain(j.n, nth), nth);
     return 0;
 }

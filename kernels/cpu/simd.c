@@ -13,6 +13,11 @@
 #define KN_X86 1
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
+/* full unrolling keeps the tile accumulators in registers */
+#define UNROLL _Pragma("GCC unroll 4")
+#ifndef PREFETCH
+#define PREFETCH 512
+#endif
 #define INLINE_AVX2 static inline __attribute__((always_inline, target("avx2,fma,f16c")))
 
 static int have_avx2(void)
@@ -105,24 +110,27 @@ INLINE_AVX2 void tile_avx2(float *out, int64_t ldo, const float *x, int64_t ldx,
     __m256 acc[KN_TILE_M][KN_TILE_N];
     size_t esz = dt == KN_F32 ? 4 : 2;
     const char *wr[KN_TILE_N];
-    for (int j = 0; j < NR; j++)
+    UNROLL for (int j = 0; j < NR; j++)
         wr[j] = (const char *)w + (size_t)(j * ldw) * esz;
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++)
+    UNROLL for (int i = 0; i < MR; i++)
+        UNROLL for (int j = 0; j < NR; j++)
             acc[i][j] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) {
         __m256 wv[KN_TILE_N];
-        for (int j = 0; j < NR; j++)
+        UNROLL for (int j = 0; j < NR; j++) {
+            if (PREFETCH && (k & 31) == 0)
+                _mm_prefetch(wr[j] + (size_t)(k + PREFETCH) * esz, _MM_HINT_T0);
             wv[j] = load8(wr[j], dt, k);
-        for (int i = 0; i < MR; i++) {
+        }
+        UNROLL for (int i = 0; i < MR; i++) {
             __m256 xv = _mm256_loadu_ps(x + i * ldx + k);
-            for (int j = 0; j < NR; j++)
+            UNROLL for (int j = 0; j < NR; j++)
                 acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
         }
     }
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) {
+    UNROLL for (int i = 0; i < MR; i++)
+        UNROLL for (int j = 0; j < NR; j++) {
             float s = hsum8(acc[i][j]);
             for (int64_t kk = k; kk < K; kk++)
                 s += x[i * ldx + kk] * load1(wr[j], dt, kk);
