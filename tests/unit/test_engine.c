@@ -712,6 +712,73 @@ static void test_logprobs(void)
     engine_stop(chunked);
 }
 
+/* Many requests with shared prefixes, mixed greedy and seeded sampling, a
+ * tiny cache, a tiny token budget and a few aborts: every request that was
+ * not aborted gives exactly the tokens it gives alone in a large cache. */
+static void test_stress(void)
+{
+    enum { N = 40 };
+    static int32_t prompts[N][48];
+    int lens[N];
+    struct sampling_params sps[N];
+    struct result *alone = xcalloc(N, sizeof(*alone));
+    uint64_t ids[N];
+    struct engine *e = start(512, 4, 512, 64, 1);
+    struct engine_load ld;
+    uint64_t h = 5;
+    int same = 1, aborted = 0, n_done;
+
+    if (!e) {
+        free(alone);
+        return;
+    }
+    make_prompt(prompts[0], 48, 90);
+    for (int i = 0; i < N; i++) {
+        h = h * 6364136223846793005ULL + 1442695040888963407ULL;
+        lens[i] = 1 + (int)((h >> 33) % 40);
+        /* a third share the first 16 tokens of prompt 0 */
+        make_prompt(prompts[i], 48, 100 + i);
+        if (i % 3 == 0)
+            memcpy(prompts[i], prompts[0], 16 * sizeof(int32_t));
+        sps[i] = greedy(1 + (int)((h >> 20) % 30));
+        if (i % 2) {
+            sps[i].temperature = 0.8f;
+            sps[i].top_p = 0.9f;
+            sps[i].has_seed = 1;
+            sps[i].seed = (uint64_t)i;
+        }
+        alone[i] = res[run_one(e, prompts[i], lens[i], &sps[i])];
+        alone[i].prompt_lp = NULL;
+    }
+    engine_stop(e);
+    e = start(24, 4, 7, 5, 1);
+    for (int i = 0; i < N; i++)
+        ids[i] = submit(e, prompts[i], lens[i], &sps[i]);
+    for (int i = 5; i < N; i += 11) {
+        engine_abort(e, ids[i]);
+        aborted++;
+    }
+    n_done = wait_all(e, ids, N);
+    ok(n_done, "stress: %d requests finish in a 24-block cache, 7 tokens a step", N);
+    for (int i = 0; i < N; i++) {
+        if (res[ids[i]].finish == FINISH_ABORT)
+            continue;
+        if (!same_tokens(&res[ids[i]], &alone[i]) || res[ids[i]].finish != alone[i].finish) {
+            diag("request %d: %d tokens, alone %d", i, res[ids[i]].n, alone[i].n);
+            same = 0;
+        }
+    }
+    engine_get_load(e, &ld);
+    ok(same, "stress: every finished request matches its run alone");
+    ok(ld.preemptions > 0 && ld.prefix_cache_hits > 0,
+       "stress: %llu preemptions, %llu prefix-cached tokens",
+       (unsigned long long)ld.preemptions, (unsigned long long)ld.prefix_cache_hits);
+    ok(ld.kv_blocks_free == 24 && ld.running == 0 && ld.waiting == 0,
+       "stress: idle afterwards with every block free");
+    engine_stop(e);
+    free(alone);
+}
+
 int main(void)
 {
     log_init("test");
@@ -725,6 +792,7 @@ int main(void)
     test_abort();
     test_seeded();
     test_logprobs();
+    test_stress();
 #ifdef TEST_ENGINE_FAKE_MODEL
     ok(!model->corrupt, "the fake model never read a slot holding another position");
 #endif
