@@ -79,7 +79,10 @@ struct engine_output {
     struct token_logprob *prompt_logprobs;
     int n_cached_tokens;        /* prompt tokens served by the prefix cache */
     enum finish_reason finish;
-    int32_t stop_token;         /* the eos/stop id that finished it, or -1 */
+    /* the eos/stop id that finished it (FINISH_STOP), or -1. It is the last
+     * of <tokens> (counted in usage, listed in token ids) but, as in vLLM,
+     * its text is not part of the answer. */
+    int32_t stop_token;
     char error[160];            /* for FINISH_ERROR */
 };
 void engine_output_free(struct engine_output *o);
@@ -121,8 +124,9 @@ void engine_stop(struct engine *e);
  * success. Thread-safe. 0, or -1 when the engine is stopping. */
 int engine_add_request(struct engine *e, struct engine_request *r);
 /* Ask the engine to finish request <id> (its blocks are freed at the next
- * step; a final output with FINISH_ABORT follows). Thread-safe; unknown ids
- * are ignored. */
+ * step; a final output with FINISH_ABORT follows unless the request finished
+ * on its own first). Thread-safe; unknown ids are ignored. The server uses it
+ * for client disconnects and for stop strings (then reporting "stop"). */
 void engine_abort(struct engine *e, uint64_t id);
 /* Take every output queued so far, oldest first, as a list the caller frees
  * with engine_output_free() on each. Thread-safe. */
