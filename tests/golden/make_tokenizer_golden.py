@@ -62,7 +62,10 @@ HANDWRITTEN = [
     "🏳️‍🌈 🏴‍☠️", "🇺🇸🇬🇧🇫🇷🇯🇵", "🇩🇪", "❤️ ❤ ♥️", "✌️✋🤚", "1️⃣ #️⃣ *️⃣", "🫠🫶🧑‍🤝‍🧑",
     "e\u0301", "cafe\u0301", "A\u030a", "n\u0303", "o\u0308\u0301", "\u1100\u1161\u11a8",
     "Zalgo: Z\u0351\u0352\u0353a\u0354\u0355l\u0356g\u0357o", "a\u0301\u0301\u0301",
-    "\u0301start", "x\u20dd", "ﬁ ﬂ ﬀ", "K Ω Å", "\u2126\u212b", "\u00c5\u212b",
+    "\u0301start", "x\u20dd",
+    # marks newer than Unicode 9.0, which HF's NFC tables do not know
+    "G\U00011a47\u0301", "\ua8c1\u0301\U0001193d", "\U0001e136\u0f74", "\U00011935\U00011930",
+    "e\u1df6\u0301", "a\u0301\u1df6\u0316", "ﬁ ﬂ ﬀ", "K Ω Å", "\u2126\u212b", "\u00c5\u212b",
     "def foo(x):\n    return x * 2\n",
     "class A:\n\tdef __init__(self):\n\t\tself.x = 1\n\n\nprint(A().x)\n",
     "import numpy as np\nx = np.zeros((3, 4), dtype=np.float32)  # comment\n",

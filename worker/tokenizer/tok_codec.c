@@ -14,6 +14,8 @@
 #include "tok_internal.h"
 #include "util.h"
 
+#include "tok_nfc_gate.h"
+
 static void out_append(char **out, size_t *len, size_t *cap, const void *p, size_t n)
 {
     if (*len + n + 1 > *cap)
@@ -203,6 +205,53 @@ static int needs_norm(enum tok_norm norm, const char *s, size_t len)
     return 0;
 }
 
+/* 1 when <cp> is normalized differently by utf8proc and by HF's Unicode 9.0
+ * tables (see gen_nfc_gate.py) */
+static int nfc_gated(uint32_t cp)
+{
+    size_t lo = 0, hi = ARRAY_SIZE(tok_nfc_gate);
+    if (cp < tok_nfc_gate[0][0] || cp > tok_nfc_gate[ARRAY_SIZE(tok_nfc_gate) - 1][1] ||
+        (cp > 0xa82c && cp < 0x10d24))
+        return 0;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cp < tok_nfc_gate[mid][0])
+            hi = mid;
+        else if (cp > tok_nfc_gate[mid][1])
+            lo = mid + 1;
+        else
+            return 1;
+    }
+    return 0;
+}
+
+/* Append the normalization of s[0..len) (no gated characters) to <out>. */
+static void normalize_run(enum tok_norm norm, const char *s, size_t len, char **out,
+                          size_t *out_len, size_t *out_cap)
+{
+    int opts = UTF8PROC_STABLE;
+    if (norm == TOK_NORM_NFC)
+        opts |= UTF8PROC_COMPOSE;
+    else if (norm == TOK_NORM_NFKC)
+        opts |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+    else if (norm == TOK_NORM_NFD)
+        opts |= UTF8PROC_DECOMPOSE;
+    else
+        opts |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
+    utf8proc_uint8_t *dst = NULL;
+    utf8proc_ssize_t n = 0;
+    if (len)
+        n = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, &dst,
+                         (utf8proc_option_t)opts);
+    if (n < 0)                  /* cannot happen on validated input: keep as is */
+        out_append(out, out_len, out_cap, s, len);
+    else
+        out_append(out, out_len, out_cap, dst, (size_t)n);
+    free(dst);
+}
+
+/* Normalize s[0..len) as HF does: with utf8proc, except that characters HF's
+ * older Unicode tables do not know stay as they are and split the text. */
 static void piece_normalize(struct enc *e, const char *s, size_t len)
 {
     const struct tokenizer *tok = e->tok;
@@ -210,24 +259,24 @@ static void piece_normalize(struct enc *e, const char *s, size_t len)
         split_added(e, &tok->norm_set, s, len, piece_bpe);
         return;
     }
-    int opts = UTF8PROC_STABLE;
-    if (tok->norm == TOK_NORM_NFC)
-        opts |= UTF8PROC_COMPOSE;
-    else if (tok->norm == TOK_NORM_NFKC)
-        opts |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
-    else if (tok->norm == TOK_NORM_NFD)
-        opts |= UTF8PROC_DECOMPOSE;
-    else
-        opts |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
-    utf8proc_uint8_t *dst = NULL;
-    utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, &dst,
-                                      (utf8proc_option_t)opts);
-    if (n < 0) {                /* cannot happen on validated input; encode as is */
-        split_added(e, &tok->norm_set, s, len, piece_bpe);
-        return;
+    char *buf = NULL;
+    size_t blen = 0, bcap = 0, run = 0, i = 0, w;
+    while (i < len) {
+        if ((unsigned char)s[i] < 0xdf) {      /* below U+07C0: never gated */
+            i += (unsigned char)s[i] < 0x80 ? 1 : 2;
+            continue;
+        }
+        uint32_t cp = tok_utf8_decode((const unsigned char *)s + i, &w);
+        if (nfc_gated(cp)) {
+            normalize_run(tok->norm, s + run, i - run, &buf, &blen, &bcap);
+            out_append(&buf, &blen, &bcap, s + i, w);
+            run = i + w;
+        }
+        i += w;
     }
-    split_added(e, &tok->norm_set, (const char *)dst, (size_t)n, piece_bpe);
-    free(dst);
+    normalize_run(tok->norm, s + run, len - run, &buf, &blen, &bcap);
+    split_added(e, &tok->norm_set, buf, blen, piece_bpe);
+    free(buf);
 }
 
 int tokenizer_encode(const struct tokenizer *tok, const char *text, size_t len,
