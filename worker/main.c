@@ -404,8 +404,10 @@ out:
         event_free(sigint);
     if (w.eng)
         engine_stop(w.eng);
-    if (w.base)
+    if (w.base) {
+        wk_server_notify_free(&w);
         event_base_free(w.base);
+    }
     if (w.model)
         model_free(w.model);
     if (w.be)

@@ -522,6 +522,16 @@ int wk_server_notify_init(struct wk *w)
     return 0;
 }
 
+void wk_server_notify_free(struct wk *w)
+{
+    if (w->notify_ev)
+        event_free(w->notify_ev);
+    w->notify_ev = NULL;
+    if (w->notify_fd >= 0)
+        close(w->notify_fd);
+    w->notify_fd = -1;
+}
+
 /* ---- stop ---------------------------------------------------------------------------- */
 
 static void stop_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -575,12 +585,6 @@ void wk_server_free(struct wk *w)
         free(w->unix_path);
         w->unix_path = NULL;
     }
-    if (w->notify_ev)
-        event_free(w->notify_ev);
-    w->notify_ev = NULL;
-    if (w->notify_fd > 0)
-        close(w->notify_fd);
-    w->notify_fd = -1;
     if (w->stop_timer)
         event_free(w->stop_timer);
     w->stop_timer = NULL;

@@ -58,10 +58,14 @@ int wk_server_listen(struct wk *w, const char *addr);
  * notify callback (arg: the struct wk). 0 or -1. */
 int wk_server_notify_init(struct wk *w);
 void wk_engine_notify(void *arg);
+/* Close the eventfd: only once the engine thread is stopped. */
+void wk_server_notify_free(struct wk *w);
 /* Graceful stop: close the listener and idle connections; in-flight
  * requests finish (or are aborted after <grace_ms>); the loop exits when
  * nothing is left. */
 void wk_server_shutdown(struct wk *w, int grace_ms);
+/* Close connections (aborting their generations: the engine must still
+ * run), the listener and the unix socket file. */
 void wk_server_free(struct wk *w);
 
 /* ---- answering a request (routes) ------------------------------------------ */
