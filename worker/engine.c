@@ -308,16 +308,40 @@ static void request_abort(struct engine *e, uint64_t id)
 
 /* ---- scheduling ---------------------------------------------------------------- */
 
-/* Free the blocks of the last running sequence and put it at the head of
- * the waiting queue; it recomputes prompt + output when admitted again. */
-static struct seq *preempt_last(struct engine *e)
+/* The running sequence to preempt: the largest priority value, and among
+ * equals the latest admitted (vLLM: FCFS pops the last running request). */
+static int victim_index(const struct engine *e)
 {
-    struct seq *v = e->running[e->n_running - 1];
-    e->n_running--;
+    int v = e->n_running - 1;
+    for (int i = e->n_running - 2; i >= 0; i--)
+        if (e->running[i]->req->priority > e->running[v]->req->priority)
+            v = i;
+    return v;
+}
+
+/* Free the blocks of running[<at>] and put it back in the waiting queue,
+ * ahead of everything of its priority; it recomputes prompt + output when
+ * admitted again. A sequence already scheduled this step leaves the
+ * schedule and gives back its tokens to <*budget>. */
+static struct seq *preempt_at(struct engine *e, int at, int *budget)
+{
+    struct seq *v = e->running[at];
+    int pos = 0;
+    for (int j = 0; j < e->n_sched; j++)
+        if (e->sched[j] == v) {
+            *budget += v->n_new;
+            ptr_remove_at(e->sched, &e->n_sched, j);
+            break;
+        }
+    ptr_remove_at(e->running, &e->n_running, at);
     kvcache_seq_release(&e->kv, &v->kv);
     v->n_computed = 0;
-    ptr_insert(&e->waiting, &e->n_waiting, &e->cap_waiting, 0, v);
+    while (pos < e->n_waiting && e->waiting[pos]->req->priority < v->req->priority)
+        pos++;
+    ptr_insert(&e->waiting, &e->n_waiting, &e->cap_waiting, pos, v);
     e->preemptions++;
+    log_debug("preempted request %llu (%d tokens)", (unsigned long long)v->req->id,
+              v->n_tokens);
     return v;
 }
 
@@ -348,17 +372,18 @@ static void schedule(struct engine *e)
         if (n_new <= 0)
             continue;
         for (;;) {
-            struct seq *victim;
+            int vi;
             if (kvcache_seq_reserve(&e->kv, &s->kv, s->n_computed + n_new) == 0) {
                 fits = 1;
                 break;
             }
-            victim = preempt_last(e);
+            vi = victim_index(e);
+            preempt_at(e, vi, &budget);
             preempted = 1;
-            log_debug("preempted request %llu (%d tokens)",
-                      (unsigned long long)victim->req->id, victim->n_tokens);
-            if (victim == s)
+            if (vi == i)
                 break;
+            if (vi < i)
+                i--;
         }
         if (!fits)
             break;

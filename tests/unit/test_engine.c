@@ -31,6 +31,7 @@ struct model {
     int32_t *kv_tok, *kv_pos;   /* (n_blocks * block_size) */
     int corrupt;                /* a slot held the wrong position */
     int forwards;
+    int delay_us;               /* per forward, to make timing tests robust */
 };
 
 const struct model_config *model_get_config(const struct model *m)
@@ -72,6 +73,8 @@ int model_forward(struct model *m, const struct model_batch *b, float *logits)
     int row = 0, bs = m->block_size;
     int32_t *ctx = xmalloc(sizeof(int32_t) * 8192);
     m->forwards++;
+    if (m->delay_us)
+        usleep((useconds_t)m->delay_us);
     for (int i = 0; i < b->n_seqs; i++) {
         const int32_t *bt = b->block_table + (size_t)i * b->max_blocks;
         int s0 = b->seq_start[i], n_new = b->seq_start[i + 1] - s0, len = b->seq_len[i];
@@ -187,6 +190,7 @@ struct result {
     char error[160];
     struct token_logprob *prompt_lp;
     int n_prompt_lp;
+    int finish_order;
 };
 
 static struct model *model;
@@ -194,6 +198,7 @@ static struct result res[MAX_IDS];
 static uint64_t next_id = 1;
 static int notifies;
 static int32_t cur_eos = VOCAB - 1;
+static int cur_priority, finish_counter;
 static pthread_mutex_t notify_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_notify(void *arg)
@@ -244,6 +249,7 @@ static uint64_t submit(struct engine *e, const int32_t *prompt, int n,
     r->prompt = xmalloc((size_t)n * sizeof(int32_t));
     memcpy(r->prompt, prompt, (size_t)n * sizeof(int32_t));
     r->n_prompt = n;
+    r->priority = cur_priority;
     r->sp = *sp;
     if (sp->n_stop_token_ids) {
         r->sp.stop_token_ids = xmalloc((size_t)sp->n_stop_token_ids * sizeof(int32_t));
@@ -278,6 +284,7 @@ static void take(struct engine *e)
         }
         if (o->finish != FINISH_NONE) {
             r->done = 1;
+            r->finish_order = ++finish_counter;
             r->finish = o->finish;
             r->stop_token = o->stop_token;
             memcpy(r->error, o->error, sizeof(r->error));
@@ -779,6 +786,58 @@ static void test_stress(void)
     free(alone);
 }
 
+/* Preemption picks the largest priority value even when it was admitted
+ * first: A (priority 5) starts, B (priority 0) arrives a step later and
+ * the cache cannot hold both to the end; A is preempted, B finishes first,
+ * both give the tokens they give alone. */
+static void test_priority(void)
+{
+    struct engine *e = start(64, 4, 64, 16, 1);
+    int32_t pa[14], pb[14];
+    struct sampling_params sa = greedy(100), sb = greedy(100);
+    struct result ra, rb;
+    struct engine_load ld;
+    uint64_t ids[2];
+    int64_t end;
+    int order_ok;
+
+    if (!e)
+        return;
+    make_prompt(pa, 14, 301);
+    make_prompt(pb, 14, 302);
+    ra = res[run_one(e, pa, 14, &sa)];
+    rb = res[run_one(e, pb, 14, &sb)];
+    ra.prompt_lp = rb.prompt_lp = NULL;
+    engine_stop(e);
+#ifdef TEST_ENGINE_FAKE_MODEL
+    model->delay_us = 300;
+#endif
+    e = start(40, 4, 64, 16, 0);
+    cur_priority = 5;
+    ids[0] = submit(e, pa, 14, &sa);
+    cur_priority = 0;
+    end = now_ms() + 10000;
+    while (res[ids[0]].n < 1 && now_ms() < end) {
+        take(e);
+        usleep(100);
+    }
+    ids[1] = submit(e, pb, 14, &sb);
+    order_ok = wait_all(e, ids, 2);
+    engine_get_load(e, &ld);
+#ifdef TEST_ENGINE_FAKE_MODEL
+    model->delay_us = 0;
+#endif
+    ok(order_ok && same_tokens(&res[ids[0]], &ra) && same_tokens(&res[ids[1]], &rb),
+       "priority: both give the tokens they give alone");
+    ok(ld.preemptions == 0 || res[ids[1]].finish_order < res[ids[0]].finish_order,
+       "priority: the priority-5 request is the one preempted (%llu preemptions)",
+       (unsigned long long)ld.preemptions);
+#ifdef TEST_ENGINE_FAKE_MODEL
+    ok(ld.preemptions > 0, "priority: the cache forced a preemption");
+#endif
+    engine_stop(e);
+}
+
 int main(void)
 {
     log_init("test");
@@ -793,6 +852,7 @@ int main(void)
     test_seeded();
     test_logprobs();
     test_stress();
+    test_priority();
 #ifdef TEST_ENGINE_FAKE_MODEL
     ok(!model->corrupt, "the fake model never read a slot holding another position");
 #endif
