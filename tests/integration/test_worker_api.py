@@ -275,3 +275,28 @@ def test_openai_client(t):
         pass
     ms = client.models.list()
     eq([m.id for m in ms.data], ["tiny"], "models")
+
+
+def test_stream_n_and_echo(t):
+    w = worker(t)
+    s = lib.stream(w, "/v1/chat/completions",
+                   {"messages": [{"role": "user", "content": "two"}], "n": 2, "max_tokens": 4,
+                    "stream": True, "return_token_ids": True, "logprobs": True}, timeout=60)
+    cs = chunks(s.datas())
+    roles = [c["choices"][0]["index"] for c in cs if c["choices"][0]["delta"].get("role")]
+    eq(sorted(roles), [0, 1], "a role chunk per choice")
+    check(all("prompt_token_ids" in c for c in cs if c["choices"][0]["delta"].get("role")),
+          "prompt_token_ids in the first chunks")
+    ends = [c["choices"][0]["index"] for c in cs if c["choices"][0]["finish_reason"]]
+    eq(sorted(ends), [0, 1], "a finish chunk per choice")
+    ids = {0: [], 1: []}
+    for c in cs:
+        ch = c["choices"][0]
+        ids[ch["index"]] += ch.get("token_ids") or []
+    check(all(1 <= len(v) <= 4 for v in ids.values()), "token_ids streamed: %r" % ids)
+    s = lib.stream(w, "/v1/completions", {"prompt": "Echo me", "max_tokens": 3, "echo": True,
+                                          "stream": True, "temperature": 0}, timeout=60)
+    text = lib.sse_content(s.datas())
+    ns = w.complete("Echo me", max_tokens=3, echo=True, temperature=0).json()
+    check(text.startswith("Echo me"), "stream echo starts with the prompt")
+    eq(text, ns["choices"][0]["text"], "stream echo == non-stream echo")
