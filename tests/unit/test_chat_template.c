@@ -154,6 +154,24 @@ static void run_golden_file(const char *name, int is_features)
         json_t *cs;
         json_array_foreach(cases, i, cs) good += (size_t)check_case(t, cs, name);
         diag("%s: %zu/%zu cases pass", name, good, json_array_size(cases));
+        if (t) { /* speed, for the record: every case rendered 200 times */
+            int64_t t0 = now_us();
+            size_t renders = 0, bytes = 0;
+            for (int r = 0; r < 200; r++)
+                json_array_foreach(cases, i, cs)
+                {
+                    char *out = NULL, err[256];
+                    size_t n = 0;
+                    if (chat_template_render(t, json_object_get(cs, "vars"), &out, &n, err,
+                                             sizeof(err)) == 0)
+                        bytes += n;
+                    free(out);
+                    renders++;
+                }
+            double us = (double)(now_us() - t0) / (double)renders;
+            diag("%s: %.1f us per render (%zu renders, %.0f bytes average output)", name, us,
+                 renders, (double)bytes / (double)renders);
+        }
     }
     chat_template_free(t);
     json_decref(doc);
@@ -299,6 +317,88 @@ static void test_features(void)
     (void)out;
 }
 
+/* Deterministic mutations of a real template (bytes flipped, spliced,
+ * truncated, tag characters inserted): compile and render must return, not
+ * crash (the ASan build checks memory). */
+static void test_mutations(void)
+{
+    char *path = xasprintf("%s/examples/models/tokenizers/qwen3/tokenizer_config.json", srcdir());
+    json_error_t je;
+    json_t *cfg = json_load_file(path, 0, &je);
+    free(path);
+    const char *src = json_string_value(json_object_get(cfg, "chat_template"));
+    if (!src) {
+        ok(0, "qwen3 template for mutations");
+        json_decref(cfg);
+        return;
+    }
+    size_t n = strlen(src);
+    json_t *vars = json_loads("{\"messages\": [{\"role\": \"system\", \"content\": \"s\"},"
+                              "{\"role\": \"user\", \"content\": \"u\"},"
+                              "{\"role\": \"assistant\", \"content\": \"<think>r</think>a\","
+                              " \"tool_calls\": [{\"function\": {\"name\": \"f\", \"arguments\": {\"x\": 1}}}]},"
+                              "{\"role\": \"tool\", \"content\": \"t\"}],"
+                              "\"tools\": [{\"type\": \"function\"}], \"add_generation_prompt\": true}",
+                              0, &je);
+    static const char pieces[] = "{}%#-+()[]'\".|~:,=!<>\\\n ";
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    char *buf = xmalloc(n + 64);
+    int compiled = 0, rendered = 0, runs = 3000;
+    const char *env = getenv("LLMUX_TMPL_MUTATIONS"); /* longer runs by hand: N[:seed] */
+    if (env && atoi(env) > 0) {
+        runs = atoi(env);
+        const char *colon = strchr(env, ':');
+        if (colon)
+            x = strtoull(colon + 1, NULL, 0) | 1;
+    }
+    for (int it = 0; it < runs; it++) {
+        memcpy(buf, src, n);
+        size_t len = n;
+        int edits = 1 + (int)(x % 4);
+        for (int e = 0; e < edits; e++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if (len < 2)
+                break;
+            size_t pos = (size_t)(x % len);
+            switch ((x >> 32) % 4) {
+            case 0:
+                buf[pos] = pieces[(x >> 40) % (sizeof(pieces) - 1)];
+                break;
+            case 1:
+                if (len < n + 60) {
+                    memmove(buf + pos + 1, buf + pos, len - pos);
+                    buf[pos] = pieces[(x >> 40) % (sizeof(pieces) - 1)];
+                    len++;
+                }
+                break;
+            case 2:
+                memmove(buf + pos, buf + pos + 1, len - pos - 1);
+                len--;
+                break;
+            default:
+                len = pos + 1;
+            }
+        }
+        char err[256];
+        struct chat_template *t = chat_template_compile(buf, len, err, sizeof(err));
+        if (t) {
+            char *out = NULL;
+            size_t olen;
+            compiled++;
+            if (chat_template_render(t, vars, &out, &olen, err, sizeof(err)) == 0)
+                rendered++;
+            free(out);
+            chat_template_free(t);
+        }
+    }
+    ok(1, "%d mutated templates: %d compiled, %d rendered, none crashed", runs, compiled, rendered);
+    free(buf);
+    json_decref(vars);
+    json_decref(cfg);
+}
+
 int main(void)
 {
     static const char *const goldens[] = {"qwen2.5", "qwen3", "qwen3-initial",
@@ -308,5 +408,6 @@ int main(void)
     run_golden_file("features", 1);
     test_features();
     test_load_dir();
+    test_mutations();
     return tap_done();
 }

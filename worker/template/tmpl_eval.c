@@ -495,6 +495,8 @@ int tp_eval(struct tp_ctx *c, const struct node *e, struct tv *out)
 {
     if (c->failed)
         return -1;
+    if (!e)
+        return tp_fail(c, 0, "internal error: missing expression");
     if (++c->depth > TP_MAX_DEPTH) {
         c->depth--;
         return tp_fail(c, e->line, "expression nested too deeply");

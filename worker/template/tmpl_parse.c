@@ -313,6 +313,9 @@ static struct node *parse_postfix(struct parser *P, struct node *n)
             if (idx.n == 0)
                 return pfail(P, t->line, "expected a subscript"), NULL;
             struct node *key = idx.v[0];
+            for (size_t k = 0; idx.n > 1 && k < idx.n; k++)
+                if (idx.v[k]->kind == N_SLICE)
+                    return pfail(P, t->line, "slices inside a tuple subscript are not supported"), NULL;
             if (idx.n > 1) {
                 key = mk(P, N_TUPLE, t->line);
                 key->kids = idx.v;
