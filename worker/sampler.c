@@ -235,9 +235,12 @@ static void apply_penalties(struct sampler *s, float *x, const struct sampler_se
 static int32_t argmax(const float *x, int v)
 {
     int32_t best = 0;
+    float bv = x[0];
     for (int i = 1; i < v; i++)
-        if (x[i] > x[best])
+        if (x[i] > bv) {
+            bv = x[i];
             best = i;
+        }
     return best;
 }
 
@@ -374,7 +377,7 @@ static int32_t draw(const float *x, float *e, int v, struct sampler_rng *rng)
     if (m == -INFINITY)
         return 0;
     for (int i = 0; i < v; i++) {
-        e[i] = expf(x[i] - m);
+        e[i] = x[i] == -INFINITY ? 0.0f : expf(x[i] - m);
         z += e[i];
     }
     u = sampler_rng_uniform(rng) * z;
