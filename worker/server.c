@@ -269,6 +269,7 @@ static void conn_finish(struct wk_conn *c)
     }
     http_parser_reset(&c->parser);
     c->state = CONN_IDLE;
+    bufferevent_enable(c->bev, EV_READ);
     struct timeval rt = { WK_IDLE_TIMEOUT_S, 0 };
     bufferevent_set_timeouts(c->bev, &rt, NULL);
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
@@ -285,7 +286,8 @@ void wk_conn_respond(struct wk_conn *c, int status, const char *content_type, co
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                         "Connection: %s\r\n\r\n", status, http_status_reason(status),
                         content_type, len, conn_connection_header(c));
-    evbuffer_add(out, body, len);
+    if (c->parser.msg.method != HTTP_HEAD)
+        evbuffer_add(out, body, len);
     conn_finish(c);
 }
 
@@ -467,6 +469,8 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         conn_process(c);
     else if (c->state == CONN_CLOSING)
         evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+    else if (evbuffer_get_length(bufferevent_get_input(bev)) > c->w->max_body + 65536)
+        bufferevent_disable(bev, EV_READ);     /* pipelined too far ahead: wait */
     /* BUSY: the next request waits in the input buffer (pipelining) */
 }
 

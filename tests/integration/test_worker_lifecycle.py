@@ -81,3 +81,20 @@ def test_prefix_cache_in_load(t):
     check(w.load()["prefix_cache_hits"] > before, "prefix cache hits grew")
     d = j["usage"].get("prompt_tokens_details") or {}
     check(d.get("cached_tokens", 0) > 0, "cached_tokens reported: %r" % j["usage"])
+
+
+def test_pipelining_and_keepalive(t):
+    w = start_worker(t)
+    req = (b"GET /health HTTP/1.1\r\nHost: w\r\n\r\n"
+           b"GET /version HTTP/1.1\r\nHost: w\r\n\r\n"
+           b"POST /tokenize HTTP/1.1\r\nHost: w\r\nConnection: close\r\nContent-Length: 16\r\n\r\n"
+           b'{"prompt":"hi!"}')
+    data, closed = lib.raw_exchange(w, req, timeout=10)
+    rs = lib.parse_responses(data)
+    eq([r.status for r in rs], [200, 200, 200], "three pipelined answers in order")
+    eq(rs[2].json()["count"], 2, "tokenize answer last")
+    check(closed, "Connection: close honoured")
+    c = lib.connect(w)
+    for _ in range(3):
+        eq(lib.get(w, "/v1/models", conn=c).status, 200, "keep-alive reuse")
+    c.close()
