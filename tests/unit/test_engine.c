@@ -508,7 +508,8 @@ static void test_finish_reasons(void)
         const struct engine_config *ec = engine_get_config(e);
         ok(ec->n_blocks == 16 && ec->block_size == 4 && ec->max_model_len ==
            model_get_config(model)->max_position_embeddings && ec->max_num_seqs == 16 &&
-           ec->n_eos_ids == 1 && ec->eos_ids[0] == VOCAB - 1, "engine_get_config: defaults filled in");
+           ec->n_eos_ids == 1 && ec->eos_ids[0] == VOCAB - 1,
+           "engine_get_config: defaults filled in");
     }
     sp.max_tokens = 1;
     c = run_one(e, p, 20, &sp);

@@ -42,7 +42,8 @@ static void test_greedy_and_penalties(void)
     greedy_params(&sp);
     {
         float x[6] = { 1, 3, 3, 2, -1, 0 };
-        ok(run(x, &sp, prompt, 1, NULL, 0, NULL, 0, NULL) == 1, "greedy: argmax, lowest id on ties");
+        ok(run(x, &sp, prompt, 1, NULL, 0, NULL, 0, NULL) == 1,
+           "greedy: argmax, lowest id on ties");
     }
     sp.repetition_penalty = 2;
     {
