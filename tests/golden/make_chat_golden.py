@@ -220,20 +220,23 @@ def load_tokenizer(name, tmp):
 def render_case(tok, messages, tools, kwargs):
     _captured.clear()
     extra = {k: v for k, v in kwargs.items() if k != "add_generation_prompt"}
+    inputs = {"messages": copy.deepcopy(messages), "tools": copy.deepcopy(tools),
+              "add_generation_prompt": kwargs.get("add_generation_prompt", False),
+              "chat_template_kwargs": extra}
     try:
         out = tok.apply_chat_template(
             copy.deepcopy(messages), tools=copy.deepcopy(tools), tokenize=False,
             add_generation_prompt=kwargs.get("add_generation_prompt", False), **extra)
-        return {"vars": _captured.get("vars"), "expected": out}
+        return {"input": inputs, "vars": _captured.get("vars"), "expected": out}
     except jinja2.exceptions.TemplateError as e:
         kind = "raise" if type(e) is jinja2.exceptions.TemplateError else "other"
-        return {"vars": _captured.get("vars"), "error": str(e), "error_kind": kind,
-                "error_type": type(e).__name__}
+        return {"input": inputs, "vars": _captured.get("vars"), "error": str(e),
+                "error_kind": kind, "error_type": type(e).__name__}
     except Exception as e:  # TypeError etc. raised inside the template
         if "vars" not in _captured:
             raise
-        return {"vars": _captured.get("vars"), "error": str(e), "error_kind": "other",
-                "error_type": type(e).__name__}
+        return {"input": inputs, "vars": _captured.get("vars"), "error": str(e),
+                "error_kind": "other", "error_type": type(e).__name__}
 
 
 def versions():
@@ -379,7 +382,8 @@ def main():
                 cases.append(r)
             doc = {"generator": versions(),
                    "template_dir": f"examples/models/tokenizers/{name}",
-                   "note": "vars are the exact variables apply_chat_template passed to the template",
+                   "note": "input: what apply_chat_template was called with; vars: the exact "
+                           "variables it passed to the template",
                    "cases": cases}
             path = os.path.join(OUT, f"{name}.json")
             with open(path, "w", encoding="utf-8") as f:

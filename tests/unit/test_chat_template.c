@@ -122,6 +122,26 @@ static int check_case(struct chat_template *t, json_t *cs, const char *file)
             diag("  ours: %s", err);
     }
     free(out);
+    out = NULL;
+    /* the same variables built from the request as the worker will */
+    json_t *in = json_object_get(cs, "input");
+    if (in && !own) {
+        json_t *v2 = chat_template_vars(
+            t, json_object_get(in, "messages"), json_object_get(in, "tools"),
+            json_is_true(json_object_get(in, "add_generation_prompt")),
+            json_object_get(in, "chat_template_kwargs"), err, sizeof(err));
+        int same = v2 && json_equal(v2, vars);
+        ok(same, "%s %s: chat_template_vars equals transformers' variables", file, name);
+        if (!same) {
+            char *a = v2 ? json_dumps(v2, JSON_COMPACT) : NULL, *b = json_dumps(vars, JSON_COMPACT);
+            diag("ours:  %.600s", a ? a : err);
+            diag("their: %.600s", b);
+            free(a);
+            free(b);
+        }
+        good &= same;
+        json_decref(v2);
+    }
     chat_template_free(own);
     return good;
 }

@@ -17,7 +17,23 @@
 struct chat_template {
     struct tp_arena arena; /* AST, constants and the normalized source */
     struct node *root;
+    json_t *special; /* {"bos_token": "...", ...} of the model folder; never NULL */
 };
+
+static const char *const SPECIAL_TOKENS[] = {"bos_token", "eos_token", "unk_token", "sep_token",
+                                             "pad_token", "cls_token", "mask_token", NULL};
+
+/* tokenizer_config.json's special tokens: a string or {"content": ...}. */
+static void read_special_tokens(struct chat_template *t, json_t *cfg)
+{
+    for (int i = 0; SPECIAL_TOKENS[i]; i++) {
+        json_t *v = json_object_get(cfg, SPECIAL_TOKENS[i]);
+        if (json_is_object(v))
+            v = json_object_get(v, "content");
+        if (json_is_string(v))
+            json_object_set(t->special, SPECIAL_TOKENS[i], v);
+    }
+}
 
 /* jinja2 joins source.splitlines() with "\n": every line break Python knows
  * becomes "\n", and one trailing line break goes (keep_trailing_newline off). */
@@ -55,6 +71,7 @@ struct chat_template *chat_template_compile(const char *src, size_t len, char *e
 {
     struct chat_template *t = xcalloc(1, sizeof(*t));
     struct tp_tokens toks = {0};
+    t->special = json_object();
     size_t n;
     if (memchr(src, 0, len)) {
         snprintf(err, errlen, "template holds a NUL byte");
@@ -79,6 +96,7 @@ void chat_template_free(struct chat_template *t)
     if (!t)
         return;
     tp_arena_free(&t->arena);
+    json_decref(t->special);
     free(t);
 }
 
@@ -113,23 +131,26 @@ static char *read_file(const char *path, size_t *len)
 struct chat_template *chat_template_load_dir(const char *dir, char *err, size_t errlen)
 {
     char *path = xasprintf("%s/chat_template.jinja", dir);
+    char *cfg_path = xasprintf("%s/tokenizer_config.json", dir);
     size_t len;
     char *src = read_file(path, &len);
     struct chat_template *t = NULL;
-    json_t *cfg = NULL;
+    json_error_t je;
+    json_t *cfg = json_load_file(cfg_path, 0, &je);
     if (src) {
         t = chat_template_compile(src, len, err, errlen);
         if (!t) {
             char tmp[512];
             snprintf(tmp, sizeof(tmp), "%s", err);
             snprintf(err, errlen, "%s: %s", path, tmp);
+        } else if (cfg) {
+            read_special_tokens(t, cfg);
         }
         goto done;
     }
     free(path);
-    path = xasprintf("%s/tokenizer_config.json", dir);
-    json_error_t je;
-    cfg = json_load_file(path, 0, &je);
+    path = cfg_path;
+    cfg_path = NULL;
     if (!cfg) {
         snprintf(err, errlen, "%s: %s", path, je.text);
         goto done;
@@ -156,12 +177,73 @@ struct chat_template *chat_template_load_dir(const char *dir, char *err, size_t 
         char tmp[512];
         snprintf(tmp, sizeof(tmp), "%s", err);
         snprintf(err, errlen, "%s chat_template: %s", path, tmp);
+    } else {
+        read_special_tokens(t, cfg);
     }
 done:
     json_decref(cfg);
     free(src);
     free(path);
+    free(cfg_path);
     return t;
+}
+
+static json_t *prepare_message(json_t *m)
+{
+    static const char *const reasoning_keys[] = {"reasoning_content", "thinking", "reasoning"};
+    json_t *out = json_object(), *r = NULL;
+    const char *k;
+    json_t *v;
+    for (int i = 0; i < 3 && !r; i++) {
+        json_t *x = json_object_get(m, reasoning_keys[i]);
+        if (x && !json_is_null(x))
+            r = x;
+    }
+    if (r)
+        json_object_set(out, "thinking", r);
+    json_object_foreach(m, k, v)
+    {
+        if (!json_is_null(v))
+            json_object_set(out, k, v);
+    }
+    if (r)
+        json_object_set(out, "reasoning_content", r);
+    return out;
+}
+
+json_t *chat_template_vars(const struct chat_template *t, json_t *messages, json_t *tools,
+                           int add_generation_prompt, json_t *kwargs, char *err, size_t errlen)
+{
+    if (!json_is_array(messages)) {
+        snprintf(err, errlen, "messages must be an array");
+        return NULL;
+    }
+    json_t *vars = json_object(), *msgs = json_array(), *m;
+    size_t i;
+    json_array_foreach(messages, i, m)
+    {
+        if (!json_is_object(m)) {
+            snprintf(err, errlen, "messages[%zu] must be an object", i);
+            json_decref(msgs);
+            json_decref(vars);
+            return NULL;
+        }
+        json_array_append_new(msgs, prepare_message(m));
+    }
+    json_object_set_new(vars, "messages", msgs);
+    json_object_set_new(vars, "tools", tools ? json_incref(tools) : json_null());
+    json_object_set_new(vars, "documents", json_null());
+    json_object_set_new(vars, "add_generation_prompt", json_boolean(add_generation_prompt));
+    json_object_update(vars, t->special);
+    const char *k;
+    json_t *v;
+    json_object_foreach(kwargs, k, v)
+    {
+        if (strcmp(k, "messages") && strcmp(k, "tools") && strcmp(k, "documents") &&
+            strcmp(k, "add_generation_prompt"))
+            json_object_set(vars, k, v);
+    }
+    return vars;
 }
 
 int chat_template_render(const struct chat_template *t, json_t *vars, char **out, size_t *out_len,

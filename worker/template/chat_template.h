@@ -34,4 +34,18 @@ struct chat_template *chat_template_load_dir(const char *dir, char *err, size_t 
 int chat_template_render(const struct chat_template *t, json_t *vars, char **out,
                          size_t *out_len, char *err, size_t errlen);
 
+/* The variables transformers (5.23) passes to a template, built from an
+ * OpenAI-style request: <messages> (array, borrowed) with each message's
+ * None-valued top-level keys dropped and its reasoning aliased (when
+ * reasoning_content, thinking or reasoning is set, the message becomes
+ * {"thinking": r, ...message, "reasoning_content": r}); "tools" (<tools>,
+ * borrowed, or null); "documents": null; "add_generation_prompt"; the special
+ * tokens of the model folder that are set (bos_token, eos_token, unk_token,
+ * pad_token... from tokenizer_config.json, when <t> came from
+ * chat_template_load_dir); then every key of <kwargs> (the request's
+ * chat_template_kwargs, may be NULL) except those four names. New reference;
+ * NULL when <messages> is not an array of objects (<err> says why). */
+json_t *chat_template_vars(const struct chat_template *t, json_t *messages, json_t *tools,
+                           int add_generation_prompt, json_t *kwargs, char *err, size_t errlen);
+
 #endif

@@ -98,7 +98,7 @@ struct node {
     size_t nkw;
     const char *name; /* names, attributes, filter/test names, text */
     size_t namelen;
-    const char **names; /* for targets, macro params, compare ops (as ints in op list) */
+    const char **names; /* for/set targets, macro parameters; N_SET op: 1 unpack, 2 ns.attr */
     size_t nnames;
     int *ops;           /* N_CMP operators */
     struct tv val;      /* N_CONST */
@@ -152,7 +152,6 @@ struct tp_ctx {
     char *err;
     size_t errlen;
     int failed;
-    int raised;        /* raise_exception: message is verbatim */
     int depth;         /* evaluation recursion depth */
     int macro_depth;
     long long steps;   /* loop iterations and calls, against a budget */

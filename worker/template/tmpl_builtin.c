@@ -774,7 +774,6 @@ int tp_call(struct tp_ctx *c, int line, struct tv fn, struct tv *args, size_t na
         if (!c->failed) {
             snprintf(c->err, c->errlen, "%s", b.p ? b.p : "");
             c->failed = 1;
-            c->raised = 1;
         }
         free(b.p);
         return -1;

@@ -195,7 +195,6 @@ static int unescape_string(struct lexer *L, const char *p, size_t n, int line, s
     return 0;
 }
 
-static const char *const ops3[] = {NULL};
 static const char *const ops2[] = {"//", "**", "==", "!=", ">=", "<=", NULL};
 static const char ops1[] = "+-/*%~[](){}><=.:|,;";
 
@@ -203,7 +202,6 @@ static const char ops1[] = "+-/*%~[](){}><=.:|,;";
 static int lex_tag(struct lexer *L, int is_block, int open_line)
 {
     int balance = 0;
-    (void)ops3;
     for (;;) {
         skip_ws(L);
         if (L->pos >= L->n)
