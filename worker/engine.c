@@ -23,7 +23,7 @@
 #include "sampler.h"
 #include "util.h"
 
-#define PROMPT_LP_CHUNK 256     /* prefill tokens per step of a prompt_logprobs
+#define PROMPT_LP_CHUNK 64      /* prefill tokens per step of a prompt_logprobs
                                  * sequence: bounds its logits rows */
 #define RATE_BUCKETS 16
 #define RATE_WINDOW_S 10

@@ -839,6 +839,60 @@ static void test_priority(void)
     engine_stop(e);
 }
 
+/* Requests and aborts from several threads at once while outputs are taken
+ * on this one. */
+struct submitter {
+    struct engine *e;
+    int base;
+    uint64_t ids[6];
+};
+
+static pthread_mutex_t submit_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *submit_thread(void *arg)
+{
+    struct submitter *s = arg;
+    for (int i = 0; i < 6; i++) {
+        int32_t p[9];
+        struct sampling_params sp = greedy(4 + i);
+        make_prompt(p, 9, s->base + i);
+        pthread_mutex_lock(&submit_mu);     /* guards next_id and res[] only */
+        s->ids[i] = submit(s->e, p, 9, &sp);
+        pthread_mutex_unlock(&submit_mu);
+        if (i == 5)
+            engine_abort(s->e, s->ids[i]);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    struct engine *e = start(64, 4, 32, 8, 1);
+    struct submitter sub[4];
+    pthread_t th[4];
+    uint64_t ids[24];
+    int n_ok = 0;
+
+    if (!e)
+        return;
+    for (int t = 0; t < 4; t++) {
+        sub[t].e = e;
+        sub[t].base = 500 + 10 * t;
+        pthread_create(&th[t], NULL, submit_thread, &sub[t]);
+    }
+    for (int t = 0; t < 4; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < 4; t++)
+        for (int i = 0; i < 6; i++)
+            ids[t * 6 + i] = sub[t].ids[i];
+    ok(wait_all(e, ids, 24), "24 requests from 4 threads finish");
+    for (int t = 0; t < 4; t++)
+        for (int i = 0; i < 5; i++)
+            n_ok += res[sub[t].ids[i]].finish == FINISH_LENGTH && res[sub[t].ids[i]].n == 4 + i;
+    ok(n_ok == 20, "each got its max_tokens (%d of 20)", n_ok);
+    engine_stop(e);
+}
+
 int main(void)
 {
     log_init("test");
@@ -854,6 +908,7 @@ int main(void)
     test_logprobs();
     test_stress();
     test_priority();
+    test_threads();
 #ifdef TEST_ENGINE_FAKE_MODEL
     ok(!model->corrupt, "the fake model never read a slot holding another position");
 #endif
