@@ -11,8 +11,14 @@ version, source file, counts), then one line per case:
    "ids_special": [...] (True), "decode": ..., "decode_skip": ...}
   {"kind": "decode", "ids": [...], "decode": ..., "decode_skip": ...}
 Decode cases are id sequences whose bytes are not valid UTF-8 (split
-multi-byte characters, lone continuation bytes, random tokens). Everything
-is deterministic (fixed seeds). Never edit the output by hand.
+multi-byte characters, lone continuation bytes, random tokens).
+
+It also writes a small synthetic tokenizer (tests/golden/tokenizer/synth/:
+the first 4000 Qwen merges as "a b" strings, ignore_merges, added tokens with
+every lstrip/rstrip/single_word/normalized/special combination, a
+TemplateProcessing post-processor, a tokenizer_config.json) and its goldens
+(synth.jsonl), to cover what the Qwen file does not use.
+Everything is deterministic (fixed seeds). Never edit the output by hand.
 """
 import hashlib
 import json
@@ -188,6 +194,94 @@ def build_decode_cases(tok, texts):
     return cases
 
 
+SYNTH_DIR = os.path.join(HERE, "tokenizer", "synth")
+SYNTH_OUT = os.path.join(HERE, "tokenizer", "synth.jsonl")
+SYNTH_MERGES = 4000
+SYNTH_ADDED = [
+    # content, special, lstrip, rstrip, single_word, normalized
+    ("<s>", True, False, False, False, False),
+    ("</s>", True, False, False, False, False),
+    ("[MASK]", True, True, True, False, False),
+    ("<word>", False, False, False, True, False),
+    ("Day", False, False, False, False, True),
+    ("\u00e9!", False, False, False, False, True),
+    ("<sp>", False, False, True, False, False),
+    ("<lsp>", False, True, False, False, False),
+    ("hello", False, False, False, False, False),
+    ("hell", False, False, False, False, False),
+    ("word", False, False, False, True, True),
+]
+SYNTH_TEXTS = [
+    "", "a [MASK] b", "  [MASK]  ", "[MASK]", "x[MASK]y", "a\t[MASK]\n b", "[MASK] [MASK]",
+    "x<word>y", "x <word> y", "<word>", " <word>", "<word>x", "é<word>", "_<word>",
+    "Today Day day DAY", "Day", "cafe\u0301! e\u0301! \u00e9!", "<sp>   x", "<sp>", "a<sp>\n\nb",
+    "x   <lsp>y", "<lsp>", "  <lsp>  <lsp>", "hello world hellohello hell help", "hellhello",
+    "word words sword word.", "a word b", "<s>text</s>", "<s><s>", "</s> <s>",
+    "The quick brown fox jumps over the lazy dog.", "I'm here, they're there.",
+    "the then there these", "internationalization", "  spaces   and\ttabs\n\n",
+    "中文 text 😀", "e\u0301", "1234 5678", "<|im_start|>not special here",
+]
+
+
+def make_synth(full):
+    """A small tokenizer.json built from the first merges of the Qwen file."""
+    merges = full["model"]["merges"][:SYNTH_MERGES]
+    keep = 256 + SYNTH_MERGES
+    vocab = {t: i for t, i in full["model"]["vocab"].items() if i < keep}
+    added = []
+    for k, (c, sp, ls, rs, sw, norm) in enumerate(SYNTH_ADDED):
+        added.append({"id": keep + k, "content": c, "single_word": sw, "lstrip": ls,
+                      "rstrip": rs, "normalized": norm, "special": sp})
+    bos, eos = keep, keep + 1
+    return {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": full["normalizer"], "pre_tokenizer": full["pre_tokenizer"],
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}},
+                       {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                     {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {"<s>": {"id": "<s>", "ids": [bos], "tokens": ["<s>"]},
+                               "</s>": {"id": "</s>", "ids": [eos], "tokens": ["</s>"]}}},
+        "decoder": full["decoder"],
+        "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                  "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": False,
+                  "byte_fallback": False, "ignore_merges": True, "vocab": vocab,
+                  "merges": [a + " " + b for a, b in merges]},
+    }
+
+
+def write_synth(texts):
+    with open(os.path.join(ROOT, SRC), encoding="utf-8") as f:
+        full = json.load(f)
+    os.makedirs(SYNTH_DIR, exist_ok=True)
+    path = os.path.join(SYNTH_DIR, "tokenizer.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(make_synth(full), f, ensure_ascii=False)
+    with open(os.path.join(SYNTH_DIR, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump({"add_bos_token": True, "tokenizer_class": "PreTrainedTokenizerFast",
+                   "bos_token": {"__type": "AddedToken", "content": "<s>", "lstrip": False,
+                                 "normalized": False, "rstrip": False, "single_word": False},
+                   "eos_token": "</s>", "pad_token": None}, f, indent=2)
+    tok = Tokenizer.from_file(path)
+    cases = SYNTH_TEXTS + texts[::3]
+    with open(SYNTH_OUT, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"kind": "meta", "library": "tokenizers",
+                            "version": tokenizers.__version__, "tokenizer":
+                            "tests/golden/tokenizer/synth/tokenizer.json",
+                            "encode_cases": len(cases)}) + "\n")
+        for t in cases:
+            ids = tok.encode(t, add_special_tokens=False).ids
+            f.write(json.dumps({
+                "kind": "encode", "text": t, "ids": ids,
+                "ids_special": tok.encode(t, add_special_tokens=True).ids,
+                "decode": tok.decode(ids, skip_special_tokens=False),
+                "decode_skip": tok.decode(ids, skip_special_tokens=True)}) + "\n")
+    print("wrote %s: %d encode cases" % (SYNTH_OUT, len(cases)))
+
+
 def main():
     tok = Tokenizer.from_file(os.path.join(ROOT, SRC))
     texts = build_texts()
@@ -215,6 +309,7 @@ def main():
             f.write(json.dumps(line, ensure_ascii=True) + "\n")
     print("wrote %s: %d encode, %d decode cases (tokenizers %s)" %
           (OUT, len(texts), len(dcases), tokenizers.__version__))
+    write_synth(texts)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <utf8proc.h>
 
+#include "log.h"
 #include "tok_internal.h"
 #include "util.h"
 
@@ -225,6 +226,68 @@ static char *normalize_str(enum tok_norm norm, const char *s)
     return r;
 }
 
+/* The added token whose content is <c>, or NULL. */
+static struct tok_added *added_find(struct tokenizer *tok, const char *c)
+{
+    for (size_t i = 0; i < tok->n_added; i++)
+        if (strcmp(tok->added[i].content, c) == 0)
+            return &tok->added[i];
+    return NULL;
+}
+
+/* Give the added tokens their ids as HF's AddedVocabulary::add_tokens does
+ * (the ids written in tokenizer.json are only checked, with a warning, by
+ * HF): a content already known (added before, or in the model vocab) keeps
+ * that id, a new one takes the next id after the model's vocabulary size (or
+ * after the highest added id). An empty content is ignored; a repeated
+ * content replaces the earlier properties. Contents point into <added>. */
+static int assign_added(struct tokenizer *tok, json_t *added, size_t vocab_count,
+                        int64_t *max_id, char *err, size_t errlen)
+{
+    int64_t next_id = (int64_t)vocab_count;
+    tok->added = xcalloc(json_array_size(added) + 1, sizeof(*tok->added));
+    tok->n_added = 0;
+    for (size_t i = 0; i < json_array_size(added); i++) {
+        json_t *a = json_array_get(added, i);
+        json_t *jid = json_object_get(a, "id");
+        json_t *jc = json_object_get(a, "content");
+        if (!json_is_integer(jid) || !json_is_string(jc)) {
+            set_err(err, errlen, "added_tokens[%zu] needs an id and a content", i);
+            return -1;
+        }
+        const char *c = json_string_value(jc);
+        if (!*c)
+            continue;
+        struct tok_added t = { .content = c, .len = (uint32_t)strlen(c) };
+        t.single_word = (uint8_t)json_flag(a, "single_word");
+        t.lstrip = (uint8_t)json_flag(a, "lstrip");
+        t.rstrip = (uint8_t)json_flag(a, "rstrip");
+        t.special = (uint8_t)json_flag(a, "special");
+        /* AddedToken's default: normalized = !special */
+        json_t *jn = json_object_get(a, "normalized");
+        t.normalized = (uint8_t)(jn ? json_is_true(jn) : !t.special);
+        struct tok_added *prev = added_find(tok, c);
+        if (prev) {
+            t.id = prev->id;
+            *prev = t;
+            continue;
+        }
+        int32_t id = tok_vocab_find(tok, c, t.len);
+        t.id = id >= 0 ? id : (int32_t)next_id++;
+        if (next_id > 0x7fffffff) {
+            set_err(err, errlen, "too many added tokens");
+            return -1;
+        }
+        if (t.id != json_integer_value(jid))
+            log_warn("tokenizer: added token \"%s\" has id %d, not %lld as written", c,
+                     (int)t.id, (long long)json_integer_value(jid));
+        if (t.id > *max_id)
+            *max_id = t.id;
+        tok->added[tok->n_added++] = t;
+    }
+    return 0;
+}
+
 /* Build the per-id tables from the vocab object and the added tokens. */
 static int load_vocab(struct tokenizer *tok, json_t *vocab, json_t *added, char *err,
                       size_t errlen)
@@ -244,19 +307,10 @@ static int load_vocab(struct tokenizer *tok, json_t *vocab, json_t *added, char 
             max_id = id;
         total += strlen(key) + 1;
     }
-    for (size_t i = 0; i < json_array_size(added); i++) {
-        json_t *a = json_array_get(added, i);
-        json_t *jid = json_object_get(a, "id");
-        json_t *jc = json_object_get(a, "content");
-        if (!json_is_integer(jid) || json_integer_value(jid) < 0 ||
-            json_integer_value(jid) > 0x7fffffff || !json_is_string(jc)) {
-            set_err(err, errlen, "added_tokens[%zu] needs an id and a content", i);
-            return -1;
-        }
-        if (json_integer_value(jid) > max_id)
-            max_id = json_integer_value(jid);
-        total += strlen(json_string_value(jc)) + 1;
-    }
+    for (size_t i = 0; i < json_array_size(added); i++)
+        total += strlen(json_string_value(json_object_get(json_array_get(added, i), "content"))
+                        ? json_string_value(json_object_get(json_array_get(added, i), "content"))
+                        : "") + 1;
     if (max_id < 0) {
         set_err(err, errlen, "empty vocabulary");
         return -1;
@@ -265,11 +319,14 @@ static int load_vocab(struct tokenizer *tok, json_t *vocab, json_t *added, char 
         set_err(err, errlen, "vocabulary too large");
         return -1;
     }
-    tok->n_ids = (int32_t)(max_id + 1);
-    tok->flags = xcalloc((size_t)tok->n_ids, 1);
-    tok->str_off = xcalloc((size_t)tok->n_ids, sizeof(uint32_t));
-    tok->bytes_off = xcalloc((size_t)tok->n_ids, sizeof(uint32_t));
-    tok->bytes_len = xcalloc((size_t)tok->n_ids, sizeof(uint32_t));
+    /* room for every id the added tokens can take */
+    size_t cap = (size_t)max_id + 1;
+    if (json_object_size(vocab) + json_array_size(added) > cap)
+        cap = json_object_size(vocab) + json_array_size(added);
+    tok->flags = xcalloc(cap, 1);
+    tok->str_off = xcalloc(cap, sizeof(uint32_t));
+    tok->bytes_off = xcalloc(cap, sizeof(uint32_t));
+    tok->bytes_len = xcalloc(cap, sizeof(uint32_t));
     tok->strs = xmalloc(total + 1);
     tok->bytes = xmalloc(total + 1);
     size_t so = 0, bo = 0;
@@ -291,31 +348,21 @@ static int load_vocab(struct tokenizer *tok, json_t *vocab, json_t *added, char 
     tok->vmap_mask = pow2_at_least(json_object_size(vocab) * 2 + 1) - 1;
     tok->vmap = xmalloc(((size_t)tok->vmap_mask + 1) * sizeof(*tok->vmap));
     memset(tok->vmap, 0xff, ((size_t)tok->vmap_mask + 1) * sizeof(*tok->vmap));
-    for (int32_t id = 0; id < tok->n_ids; id++)
+    for (size_t id = 0; id <= (size_t)max_id; id++)
         if (tok->flags[id] & TOKF_PRESENT)
-            vocab_insert(tok, id);
+            vocab_insert(tok, (int32_t)id);
 
-    /* added tokens override the model's string for their id */
-    tok->n_added = json_array_size(added);
-    tok->added = xcalloc(tok->n_added ? tok->n_added : 1, sizeof(*tok->added));
+    if (assign_added(tok, added, json_object_size(vocab), &max_id, err, errlen) < 0)
+        return -1;
+    tok->n_ids = (int32_t)(max_id + 1);
+    /* added tokens own their ids' strings (the same text when in the vocab) */
     for (size_t i = 0; i < tok->n_added; i++) {
-        json_t *a = json_array_get(added, i);
-        int32_t id = (int32_t)json_integer_value(json_object_get(a, "id"));
-        const char *c = json_string_value(json_object_get(a, "content"));
-        size_t l = strlen(c);
         struct tok_added *t = &tok->added[i];
-        t->id = id;
-        t->single_word = (uint8_t)json_flag(a, "single_word");
-        t->lstrip = (uint8_t)json_flag(a, "lstrip");
-        t->rstrip = (uint8_t)json_flag(a, "rstrip");
-        /* AddedToken's default: normalized = !special */
-        json_t *jn = json_object_get(a, "normalized");
-        t->special = (uint8_t)json_flag(a, "special");
-        t->normalized = (uint8_t)(jn ? json_is_true(jn) : !t->special);
-        tok->flags[id] = (uint8_t)(TOKF_PRESENT | TOKF_ADDED | (t->special ? TOKF_SPECIAL : 0));
-        tok->str_off[id] = (uint32_t)so;
-        memcpy(tok->strs + so, c, l + 1);
-        so += l + 1;
+        tok->flags[t->id] =
+            (uint8_t)(TOKF_PRESENT | TOKF_ADDED | (t->special ? TOKF_SPECIAL : 0));
+        tok->str_off[t->id] = (uint32_t)so;
+        memcpy(tok->strs + so, t->content, t->len + 1);
+        so += t->len + 1;
     }
     for (int32_t id = 0; id < tok->n_ids; id++) {
         if (!(tok->flags[id] & TOKF_PRESENT))
