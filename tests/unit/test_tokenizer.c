@@ -264,7 +264,8 @@ static void check_api(const struct tokenizer *tok)
     ok(tokenizer_eos_id(tok) == 151645 && strcmp(tokenizer_eos_token(tok), "<|im_end|>") == 0,
        "eos is <|im_end|> (tokenizer_config.json)");
     ok(tokenizer_pad_id(tok) == 151643, "pad is <|endoftext|>");
-    ok(tokenizer_bos_id(tok) == -1 && strcmp(tokenizer_bos_token(tok), "") == 0, "no bos");
+    ok(tokenizer_bos_id(tok) == -1 && strcmp(tokenizer_bos_token(tok), "") == 0 &&
+       !tokenizer_add_bos_token(tok), "no bos");
     ok(tokenizer_token_to_id(tok, "<|im_start|>") == 151644, "token_to_id of a special token");
     ok(tokenizer_token_to_id(tok, "<think>") == 151667, "token_to_id of an added token");
     ok(tokenizer_token_to_id(tok, "Hello") == 9707, "token_to_id of a vocab token");
@@ -421,6 +422,35 @@ static void *mt_encode(void *p)
     return NULL;
 }
 
+/* long words and runs: encode then decode gives the text back, quickly */
+static void check_long(const struct tokenizer *tok)
+{
+    static const char *const unit[] = { "a", "中文", " ", "\n", " \t", "😀", "ab1", "e\xcc\x81" };
+    int good = 0;
+    int64_t t0 = now_us();
+    for (size_t u = 0; u < ARRAY_SIZE(unit); u++) {
+        size_t ul = strlen(unit[u]), n = 60000 / ul, len = n * ul, nid, out_len;
+        char *text = xmalloc(len + 1), *out = NULL, err[64];
+        int32_t *ids = NULL;
+        for (size_t i = 0; i < n; i++)
+            memcpy(text + i * ul, unit[u], ul);
+        text[len] = '\0';
+        if (tokenizer_encode(tok, text, len, 0, &ids, &nid, err, sizeof(err)) == 0 &&
+            tokenizer_decode(tok, ids, nid, 0, &out, &out_len, err, sizeof(err)) == 0) {
+            /* NFC composes e + U+0301 */
+            if (u == 7)
+                good += out_len == n * 2 && strncmp(out, "\xc3\xa9", 2) == 0;
+            else
+                good += out_len == len && memcmp(out, text, len) == 0;
+        }
+        free(text);
+        free(out);
+        free(ids);
+    }
+    ok(good == (int)ARRAY_SIZE(unit), "60 KB runs of one unit round-trip (%d of %zu, %.0f ms)", good,
+       ARRAY_SIZE(unit), (now_us() - t0) / 1000.0);
+}
+
 /* one tokenizer shared by threads that encode at once (the word cache) */
 static void check_threads(const struct tokenizer *tok)
 {
@@ -454,6 +484,7 @@ int main(void)
     if (tok) {
         check_api(tok);
         check_threads(tok);
+        check_long(tok);
         tokenizer_free(tok);
     }
     struct tokenizer *bad = tokenizer_load("/nonexistent/tokenizer.json", err, sizeof(err));
@@ -464,7 +495,8 @@ int main(void)
     tok = run_goldens("tests/golden/tokenizer/synth", "tests/golden/tokenizer/synth.jsonl", 0);
     if (tok) {
         ok(tokenizer_bos_id(tok) == 4256 && strcmp(tokenizer_bos_token(tok), "<s>") == 0 &&
-           tokenizer_eos_id(tok) == 4257 && tokenizer_pad_id(tok) == -1,
+           tokenizer_eos_id(tok) == 4257 && tokenizer_pad_id(tok) == -1 &&
+           tokenizer_add_bos_token(tok),
            "synth: bos/eos/pad from tokenizer_config.json (object and string forms)");
         tokenizer_free(tok);
     }

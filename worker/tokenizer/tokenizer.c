@@ -780,3 +780,8 @@ const char *tokenizer_eos_token(const struct tokenizer *tok)
 {
     return tok->eos_tok;
 }
+
+int tokenizer_add_bos_token(const struct tokenizer *tok)
+{
+    return tok->add_bos_token;
+}

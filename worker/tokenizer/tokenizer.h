@@ -2,7 +2,8 @@
  * tokenizer.h -- the worker's tokenizer interface: byte-level BPE loaded from
  * a Hugging Face tokenizer.json (Qwen2/Qwen2.5/Qwen3), encode with added and
  * special tokens matched before BPE, decode, and incremental detokenization
- * for streams. Immutable after load: safe to share between threads.
+ * for streams. Immutable after load (a bounded word cache inside has its own
+ * lock, taken with trylock): safe to share between threads.
  * Owned by worker/tokenizer/; it knows nothing of HTTP or the engine.
  */
 #ifndef LLMUX_TOKENIZER_H
@@ -40,6 +41,9 @@ int32_t tokenizer_pad_id(const struct tokenizer *tok);
 /* bos/eos token strings ("" when none); borrowed. For chat templates. */
 const char *tokenizer_bos_token(const struct tokenizer *tok);
 const char *tokenizer_eos_token(const struct tokenizer *tok);
+/* add_bos_token of tokenizer_config.json (0 when absent). Informational:
+ * tokenizer_encode() adds what the tokenizer.json post-processor says. */
+int tokenizer_add_bos_token(const struct tokenizer *tok);
 
 /* Encode <len> bytes of UTF-8 <text> as Hugging Face tokenizers does
  * (tokenizer.encode(text, add_special_tokens=...)). *ids is malloc'd, the
@@ -49,7 +53,8 @@ int tokenizer_encode(const struct tokenizer *tok, const char *text, size_t len,
                      char *err, size_t errlen);
 /* Decode as tokenizer.decode(ids, skip_special_tokens=...): invalid UTF-8
  * becomes U+FFFD. *out is malloc'd and NUL-terminated; the caller frees it.
- * Returns 0, or -1 for an id outside the vocabulary (message in err). */
+ * Returns 0, or -1 for an id outside the vocabulary (message in err; HF
+ * would silently drop it). */
 int tokenizer_decode(const struct tokenizer *tok, const int32_t *ids, size_t n_ids,
                      int skip_special_tokens, char **out, size_t *out_len,
                      char *err, size_t errlen);
