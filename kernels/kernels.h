@@ -220,8 +220,11 @@ const struct kn_backend_ops *kn_backend_get(const char *name);
  * Free with kn_backend_free(). */
 struct kn_backend *kn_backend_init(const char *name, int device);
 void kn_backend_free(struct kn_backend *be);
-/* Threads the cpu backend uses for every op (default 1; <= 0: all cores).
- * A no-op returning 0 on backends without threads. 0 or -1 (logged). */
+/* Threads the cpu backend uses for every op (default 1; <= 0: all cores):
+ * a pool created here, once; ops split their rows over it and results do not
+ * depend on the count. A no-op returning 0 on backends without threads.
+ * 0 or -1 (logged). Like every call on a backend instance, one caller thread
+ * at a time. */
 int kn_backend_set_threads(struct kn_backend *be, int n_threads);
 /* Wait for every queued op. 0 or -1. */
 int kn_backend_sync(struct kn_backend *be);

@@ -706,6 +706,29 @@ static void test_threads(struct kn_backend *be)
         kn_tensor_free(&yr);
     }
 
+    /* many short jobs back to back: workers spin, sleep and rejoin; any lost
+     * or doubled chunk would change some output */
+    {
+        int64_t N = 300, K = 200;
+        struct kn_tensor x = trand(KN_F32, 2, (int64_t[]){ 1, K }, 1.0f), w = trand(KN_BF16, 2, (int64_t[]){ N, K }, 1.0f);
+        struct kn_tensor y1, y3;
+        kn_tensor_alloc(&y1, NULL, KN_F32, 2, (int64_t[]){ 1, N });
+        kn_tensor_alloc(&y3, NULL, KN_F32, 2, (int64_t[]){ 1, N });
+        int rc = kn_matmul(be, &y1, &x, &w), same = 1;
+        kn_backend_set_threads(be, 3);
+        for (int i = 0; i < 2000 && same; i++) {
+            memset(y3.data, 0xff, (size_t)N * 4);
+            rc |= kn_matmul(be, &y3, &x, &w);
+            same = memcmp(y1.data, y3.data, (size_t)N * 4) == 0;
+        }
+        kn_backend_set_threads(be, 1);
+        ok(rc == 0 && same, "2000 back-to-back 3-thread matmuls all equal the 1-thread result");
+        kn_tensor_free(&x);
+        kn_tensor_free(&w);
+        kn_tensor_free(&y1);
+        kn_tensor_free(&y3);
+    }
+
     int64_t R = 64, D = 1536;
     struct kn_tensor x = trand(KN_BF16, 2, (int64_t[]){ R, D }, 2.0f), w = trand(KN_F32, 1, (int64_t[]){ D }, 1.0f);
     struct kn_tensor r1 = trand(KN_BF16, 2, (int64_t[]){ R, D }, 1.0f), r3, y1, y3;
