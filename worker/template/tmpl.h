@@ -212,6 +212,9 @@ int tp_filter(struct tp_ctx *c, int line, const char *name, struct tv v, struct 
               size_t nargs, const char **kwn, struct tv *kwv, size_t nkw, struct tv *out);
 int tp_test(struct tp_ctx *c, int line, const char *name, struct tv v, struct tv *args,
             size_t nargs, int *out);
+/* 1 when a filter / test of that name exists (the parser checks). */
+int tp_filter_known(const char *name);
+int tp_test_known(const char *name);
 /* Attribute of a value as jinja's sandboxed getattr does (methods first on
  * dicts, strings, lists). */
 int tp_getattr(struct tp_ctx *c, int line, struct tv obj, const char *name, size_t n,

@@ -876,6 +876,37 @@ int tp_call(struct tp_ctx *c, int line, struct tv fn, struct tv *args, size_t na
     return tp_fail(c, line, "object is not callable");
 }
 
+/* ---- names known at compile time (jinja2 rejects unknown ones there) ---------------- */
+static const char *const FILTERS[] = {
+    "tojson", "safe", "string", "e", "escape", "forceescape", "default", "d", "length", "count",
+    "items", "list", "first", "last", "join", "upper", "lower", "capitalize", "title", "trim",
+    "replace", "int", "float", "abs", "round", "reverse", "map", "select", "reject",
+    "selectattr", "rejectattr", "attr", "unique", "sort", "min", "max", "sum", "indent",
+    "wordcount", "center", NULL};
+static const char *const TESTS[] = {
+    "defined", "undefined", "none", "string", "number", "integer", "float", "boolean", "true",
+    "false", "mapping", "iterable", "sequence", "callable", "lower", "upper", "odd", "even",
+    "divisibleby", "eq", "equalto", "==", "ne", "!=", "sameas", "lt", "lessthan", "gt",
+    "greaterthan", "le", "ge", "in", NULL};
+
+static int known(const char *const *list, const char *name)
+{
+    for (int i = 0; list[i]; i++)
+        if (!strcmp(list[i], name))
+            return 1;
+    return 0;
+}
+
+int tp_filter_known(const char *name)
+{
+    return known(FILTERS, name);
+}
+
+int tp_test_known(const char *name)
+{
+    return known(TESTS, name);
+}
+
 /* ---- tests ------------------------------------------------------------------------- */
 int tp_test(struct tp_ctx *c, int line, const char *name, struct tv v, struct tv *args,
             size_t nargs, int *out)

@@ -192,11 +192,8 @@ static struct node *parse_filter_expr(struct parser *P, struct node *n)
             f->a = n;
             f->name = tok_name(P, cur(P));
             next(P);
-            while (is_op(cur(P), ".") && peek(P, 1)->type == T_NAME) { /* dotted filter names */
-                next(P);
-                f->name = tok_name(P, cur(P));
-                next(P);
-            }
+            if (!tp_filter_known(f->name))
+                return pfail(P, f->line, "no filter named '%s'", f->name), NULL;
             if (is_op(cur(P), "(") && parse_args(P, f) < 0)
                 return NULL;
             n = f;
@@ -211,6 +208,8 @@ static struct node *parse_filter_expr(struct parser *P, struct node *n)
                 return pfail(P, cur(P)->line, "expected a test name after 'is'"), NULL;
             te->a = n;
             te->name = tok_name(P, cur(P));
+            if (!tp_test_known(te->name))
+                return pfail(P, cur(P)->line, "no test named '%s'", te->name), NULL;
             next(P);
             const struct token *c = cur(P);
             if (is_op(c, "(")) {
