@@ -26,6 +26,22 @@ static void out_append(char **out, size_t *len, size_t *cap, const void *p, size
     (*out)[*len] = '\0';
 }
 
+int tok_norm_options(enum tok_norm norm)
+{
+    switch (norm) {
+    case TOK_NORM_NFC:
+        return UTF8PROC_STABLE | UTF8PROC_COMPOSE;
+    case TOK_NORM_NFKC:
+        return UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+    case TOK_NORM_NFD:
+        return UTF8PROC_STABLE | UTF8PROC_DECOMPOSE;
+    case TOK_NORM_NFKD:
+        return UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
+    default:
+        return 0;
+    }
+}
+
 /* ---- lossy UTF-8 ------------------------------------------------------------ */
 
 size_t tok_utf8_lossy(const unsigned char *in, size_t n, int final, char **out,
@@ -229,20 +245,11 @@ static int nfc_gated(uint32_t cp)
 static void normalize_run(enum tok_norm norm, const char *s, size_t len, char **out,
                           size_t *out_len, size_t *out_cap)
 {
-    int opts = UTF8PROC_STABLE;
-    if (norm == TOK_NORM_NFC)
-        opts |= UTF8PROC_COMPOSE;
-    else if (norm == TOK_NORM_NFKC)
-        opts |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
-    else if (norm == TOK_NORM_NFD)
-        opts |= UTF8PROC_DECOMPOSE;
-    else
-        opts |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
     utf8proc_uint8_t *dst = NULL;
     utf8proc_ssize_t n = 0;
     if (len)
         n = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, &dst,
-                         (utf8proc_option_t)opts);
+                         (utf8proc_option_t)tok_norm_options(norm));
     if (n < 0)                  /* cannot happen on validated input: keep as is */
         out_append(out, out_len, out_cap, s, len);
     else

@@ -131,6 +131,9 @@ int32_t tok_vocab_find(const struct tokenizer *tok, const char *s, size_t len);
 /* Append ids to a growing array. */
 void tok_ids_push(int32_t **ids, size_t *n, size_t *cap, int32_t id);
 
+/* utf8proc_map options of a normalizer (tok_codec.c) */
+int tok_norm_options(enum tok_norm norm);
+
 /* Lossy UTF-8 (tok_codec.c): append <in>[0..n) to <out> as Rust's
  * String::from_utf8_lossy does (one U+FFFD per maximal invalid subpart).
  * With <final> 0 an incomplete but valid tail is not consumed: the number of

@@ -23,28 +23,28 @@ static int byte_is_printable(unsigned b)
     return (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || b >= 0xae;
 }
 
+/* The other 68 bytes take 256.. in byte order: 0x00-0x20 (33), 0x7f-0xa0
+ * (34), then 0xad. */
 uint32_t tok_byte_to_cp(uint8_t b)
 {
     if (byte_is_printable(b))
         return b;
-    /* the unprintable bytes take 256, 257, ... in byte order */
-    unsigned n = 0;
-    for (unsigned i = 0; i < b; i++)
-        n += !byte_is_printable(i);
-    return 256 + n;
+    if (b <= 0x20)
+        return 256u + b;
+    if (b <= 0xa0)
+        return 256u + 33 + (b - 0x7fu);
+    return 256u + 67;           /* 0xad */
 }
 
 int tok_cp_to_byte(uint32_t cp)
 {
     if (cp < 256)
         return byte_is_printable(cp) ? (int)cp : -1;
-    if (cp >= 256 + 68)
-        return -1;
-    unsigned n = cp - 256;
-    for (unsigned i = 0; i < 256; i++)
-        if (!byte_is_printable(i) && n-- == 0)
-            return (int)i;
-    return -1;
+    if (cp < 256 + 33)
+        return (int)(cp - 256);
+    if (cp < 256 + 67)
+        return (int)(0x7f + cp - (256 + 33));
+    return cp == 256 + 67 ? 0xad : -1;
 }
 
 /* ---- UTF-8 ---------------------------------------------------------------- */

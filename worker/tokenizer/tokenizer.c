@@ -200,26 +200,10 @@ static int json_flag(json_t *o, const char *key)
 
 static char *normalize_str(enum tok_norm norm, const char *s)
 {
-    int opts = UTF8PROC_STABLE;
-    switch (norm) {
-    case TOK_NORM_NONE:
-        return xstrdup(s);
-    case TOK_NORM_NFC:
-        opts |= UTF8PROC_COMPOSE;
-        break;
-    case TOK_NORM_NFKC:
-        opts |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
-        break;
-    case TOK_NORM_NFD:
-        opts |= UTF8PROC_DECOMPOSE;
-        break;
-    case TOK_NORM_NFKD:
-        opts |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
-        break;
-    }
     utf8proc_uint8_t *dst = NULL;
-    if (utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)strlen(s), &dst,
-                     (utf8proc_option_t)opts) < 0)
+    if (norm == TOK_NORM_NONE ||
+        utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)strlen(s), &dst,
+                     (utf8proc_option_t)tok_norm_options(norm)) < 0)
         return xstrdup(s);
     char *r = xstrdup((char *)dst);
     free(dst);
@@ -307,10 +291,10 @@ static int load_vocab(struct tokenizer *tok, json_t *vocab, json_t *added, char 
             max_id = id;
         total += strlen(key) + 1;
     }
-    for (size_t i = 0; i < json_array_size(added); i++)
-        total += strlen(json_string_value(json_object_get(json_array_get(added, i), "content"))
-                        ? json_string_value(json_object_get(json_array_get(added, i), "content"))
-                        : "") + 1;
+    for (size_t i = 0; i < json_array_size(added); i++) {
+        const char *c = json_string_value(json_object_get(json_array_get(added, i), "content"));
+        total += (c ? strlen(c) : 0) + 1;
+    }
     if (max_id < 0) {
         set_err(err, errlen, "empty vocabulary");
         return -1;
