@@ -19,6 +19,14 @@ every lstrip/rstrip/single_word/normalized/special combination, a
 TemplateProcessing post-processor, a tokenizer_config.json) and its goldens
 (synth.jsonl), to cover what the Qwen file does not use.
 Everything is deterministic (fixed seeds). Never edit the output by hand.
+
+Differential fuzzing (not committed):
+    /work/gvenv/bin/python tests/golden/make_tokenizer_golden.py --fuzz N SEED DIR
+writes DIR/tests/golden/tokenizer/{qwen3,synth}.jsonl with N random strings
+each (all Unicode categories, spaces, marks, added tokens) and links DIR's
+examples/ and synth/ to this tree; then
+    LLMUX_SRCDIR=DIR build/tests/unit/test_tokenizer
+compares worker/tokenizer with the library on them.
 """
 import hashlib
 import json
@@ -214,6 +222,7 @@ SYNTH_ADDED = [
 SYNTH_TEXTS = [
     "", "a [MASK] b", "  [MASK]  ", "[MASK]", "x[MASK]y", "a\t[MASK]\n b", "[MASK] [MASK]",
     "x<word>y", "x <word> y", "<word>", " <word>", "<word>x", "é<word>", "_<word>",
+    "\u24b9<word>", "<word>\U0001f130", "\u2460<word>", "a\u0301<word>", "\u200d<word>",
     "Today Day day DAY", "Day", "cafe\u0301! e\u0301! \u00e9!", "<sp>   x", "<sp>", "a<sp>\n\nb",
     "x   <lsp>y", "<lsp>", "  <lsp>  <lsp>", "hello world hellohello hell help", "hellhello",
     "word words sword word.", "a word b", "<s>text</s>", "<s><s>", "</s> <s>",
@@ -312,5 +321,73 @@ def main():
     write_synth(texts)
 
 
+def fuzz_texts(rng, n, alpha, cats):
+    texts = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 30)):
+            r = rng.random()
+            if r < 0.4:
+                parts.append(rng.choice(alpha))
+            elif r < 0.6:
+                parts.append(chr(rng.randint(0x20, 0x7e)))
+            elif r < 0.7:
+                parts.append("".join(chr(rng.randint(0x61, 0x7a))
+                                     for _ in range(rng.randint(1, 8))))
+            else:
+                parts.append(chr(rng.choice(cats[rng.choice(sorted(cats))])))
+        texts.append("".join(parts))
+    return texts
+
+
+def write_cases(path, tok, texts, dcases, version):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"kind": "meta", "library": "tokenizers", "version": version}) + "\n")
+        for t in texts:
+            ids = tok.encode(t, add_special_tokens=False).ids
+            f.write(json.dumps({
+                "kind": "encode", "text": t, "ids": ids,
+                "ids_special": tok.encode(t, add_special_tokens=True).ids,
+                "decode": tok.decode(ids, skip_special_tokens=False),
+                "decode_skip": tok.decode(ids, skip_special_tokens=True)}) + "\n")
+        for ids in dcases:
+            f.write(json.dumps({"kind": "decode", "ids": ids,
+                                "decode": tok.decode(ids, skip_special_tokens=False),
+                                "decode_skip": tok.decode(ids, skip_special_tokens=True)}) + "\n")
+
+
+def fuzz(n, seed, outdir):
+    import unicodedata
+    rng = random.Random(seed)
+    cats = {}
+    for cp in range(0x110000):
+        c = unicodedata.category(chr(cp))
+        if c not in ("Cn", "Cs"):
+            cats.setdefault(c, []).append(cp)
+    alpha = ["'", "'s", "'S", "'ll", "'LL", "'re", "'ve", "'m", "'d", "'t", "'\u017f", " ", "  ",
+             "\t", "\n", "\r\n", "\r", "\u00a0", "\u3000", "\u2009", "\u0085", "\u000b",
+             "\u0301", "\u200d", "e\u0301", "A\u030a", "\u1100\u1161", "\u0000",
+             "<|im_start|>", "<|im_end|>", "<think>", "</think>", "<|endoftext|>",
+             "<s>", "</s>", "[MASK]", "<word>", "Day", "\u00e9!", "<sp>", "<lsp>", "hello", "word"]
+    gdir = os.path.join(outdir, "tests", "golden", "tokenizer")
+    os.makedirs(gdir, exist_ok=True)
+    for link, target in ((os.path.join(outdir, "examples"), os.path.join(ROOT, "examples")),
+                         (os.path.join(gdir, "synth"), SYNTH_DIR)):
+        if not os.path.lexists(link):
+            os.symlink(target, link)
+    version = "%s fuzz seed %d" % (tokenizers.__version__, seed)
+    tok = Tokenizer.from_file(os.path.join(ROOT, SRC))
+    texts = fuzz_texts(rng, n, alpha, cats)
+    write_cases(os.path.join(gdir, "qwen3.jsonl"), tok, texts,
+                build_decode_cases(tok, texts), version)
+    synth = Tokenizer.from_file(os.path.join(SYNTH_DIR, "tokenizer.json"))
+    write_cases(os.path.join(gdir, "synth.jsonl"), synth, fuzz_texts(rng, n, alpha, cats), [],
+                version)
+    print("wrote %d + %d fuzz cases under %s" % (n, n, gdir))
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 5 and sys.argv[1] == "--fuzz":
+        fuzz(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    else:
+        main()

@@ -174,15 +174,18 @@ static unsigned char_class(uint32_t cp)
     }
 }
 
-/* \w of the Rust regex crate (used for added tokens' single_word): letters,
- * marks, decimal digits, connector punctuation, joiners. Alphabetic's few
- * symbols (Other_Alphabetic outside M) are not covered. */
+/* \w of the Rust regex crate (used for added tokens' single_word):
+ * Alphabetic (letters, Nl, Other_Alphabetic), marks, decimal digits,
+ * connector punctuation, joiners. Other_Alphabetic outside M and L is the
+ * circled and squared Latin letters (symbols), listed here. */
 int tok_is_word_char(uint32_t cp)
 {
     if (cp < 0x80)
         return (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') ||
                (cp >= '0' && cp <= '9') || cp == '_';
-    if (cp == 0x200c || cp == 0x200d)
+    if (cp == 0x200c || cp == 0x200d || (cp >= 0x24b6 && cp <= 0x24e9) ||
+        (cp >= 0x1f130 && cp <= 0x1f149) || (cp >= 0x1f150 && cp <= 0x1f169) ||
+        (cp >= 0x1f170 && cp <= 0x1f189))
         return 1;
     switch (utf8proc_category((utf8proc_int32_t)cp)) {
     case UTF8PROC_CATEGORY_LU:
