@@ -79,7 +79,12 @@ HANDWRITTEN = [
     "\u0301start", "x\u20dd",
     # marks newer than Unicode 9.0, which HF's NFC tables do not know
     "G\U00011a47\u0301", "\ua8c1\u0301\U0001193d", "\U0001e136\u0f74", "\U00011935\U00011930",
-    "e\u1df6\u0301", "a\u0301\u1df6\u0316", "ﬁ ﬂ ﬀ", "K Ω Å", "\u2126\u212b", "\u00c5\u212b",
+    "e\u1df6\u0301", "a\u0301\u1df6\u0316",
+    # letters and digits of Unicode 15.1/16.0, which utf8proc 2.8 does not know
+    " \U0002ebf0\U0002ebf1 x", " \U00010d50\U00010d51", "a\U00010d40\U00010d41b", " \U000105c0x",
+    " \U00011380\U00011381", "x \U00016d43\U00016d44", "\u1c89\u1c8a abc", " \ua7cb\ua7cc",
+    "cb\u4e2d\U000135bd\U0002ed18.y", "\u00e9'\U0001427ay\U0001e5df's1\U0001432d",
+    "\U00013a10\U0002ecde's,\U00014157\U00013551\U00013100", "ﬁ ﬂ ﬀ", "K Ω Å", "\u2126\u212b", "\u00c5\u212b",
     "def foo(x):\n    return x * 2\n",
     "class A:\n\tdef __init__(self):\n\t\tself.x = 1\n\n\nprint(A().x)\n",
     "import numpy as np\nx = np.zeros((3, 4), dtype=np.float32)  # comment\n",

@@ -3,14 +3,17 @@
  * Unicode and byte-level helpers it needs. tok_pretok_next() returns exactly
  * the match that a backtracking engine (Oniguruma, as Hugging Face tokenizers
  * uses) finds for tok_qwen2_pattern at a position: alternatives in order,
- * greedy quantifiers, the (?!\S) lookahead. Categories come from utf8proc;
- * \s is Unicode White_Space. No allocation, no state.
+ * greedy quantifiers, the (?!\S) lookahead. Categories come from utf8proc,
+ * patched for the code points of newer Unicode versions that HF's engine
+ * knows (tok_class_patch.h); \s is Unicode White_Space. No allocation, no
+ * state.
  */
 #include <string.h>
 
 #include <utf8proc.h>
 
 #include "tok_internal.h"
+#include "util.h"
 
 const char tok_qwen2_pattern[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|"
@@ -152,6 +155,25 @@ static const unsigned char ascii_class[128] = {
 #undef W
 #undef NL
 
+#include "tok_class_patch.h"
+
+/* HF's class of a code point utf8proc does not know (assigned in a newer
+ * Unicode than utf8proc's; see gen_class_patch.py), 0 when none */
+static unsigned class_patch(uint32_t cp)
+{
+    size_t lo = 0, hi = ARRAY_SIZE(tok_class_patch);
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cp < tok_class_patch[mid].lo)
+            hi = mid;
+        else if (cp > tok_class_patch[mid].hi)
+            lo = mid + 1;
+        else
+            return tok_class_patch[mid].cls;
+    }
+    return 0;
+}
+
 static unsigned char_class(uint32_t cp)
 {
     if (cp < 0x80)
@@ -169,6 +191,8 @@ static unsigned char_class(uint32_t cp)
     case UTF8PROC_CATEGORY_NL:
     case UTF8PROC_CATEGORY_NO:
         return CL_N;
+    case UTF8PROC_CATEGORY_CN:
+        return class_patch(cp);
     default:
         return 0;
     }
