@@ -93,6 +93,9 @@ static inline int cpu_nth(struct kn_backend *be, int64_t items, int64_t cost)
 float kn_cpu_dot(const float *x, const void *w, enum kn_dtype wdt, int64_t K);
 /* y (n,) f32 += a * x (n,) of dtype dt */
 void kn_cpu_axpy(float *y, float a, const void *x, enum kn_dtype dt, int64_t n);
+/* y row r (n,) f32 += a[r] * x (n,) of dtype dt, for r < na; y rows ldy apart */
+void kn_cpu_axpy_rows(float *y, int64_t ldy, const float *a, int na, const void *x,
+                      enum kn_dtype dt, int64_t n);
 /* out[m*ldo + j] = x row m . w row j for m < mr, j < nr; x f32 (mr, K) with
  * row stride ldx, w (nr, K) of dtype wdt with row stride ldw elements. */
 void kn_cpu_tile(float *out, int64_t ldo, const float *x, int64_t ldx, const void *w,

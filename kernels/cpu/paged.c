@@ -1,7 +1,7 @@
 /*
  * paged.c -- the paged KV cache on the cpu: kv_store (new tokens' K/V into
  * their cache slots) and paged_attention (causal, GQA, optional sliding
- * window), threaded by token (store) and by (token, head) (attention, one item
+ * window), threaded by token (store) and by (token, kv head) (attention, one item
  * at a time: causal rows differ in length). Indices are
  * validated here, one bad row at a time; shapes were checked by kn_*.
  */
@@ -101,48 +101,77 @@ static int64_t cache_row(const struct attn_job *j, int64_t s, int64_t p)
     return blk < 0 || row >= j->kc->shape[0] ? -1 : row;
 }
 
-/* out[t, h] = sum_p softmax_p(q[t,h] . k[p,g] * scale) v[p,g], g = h / group,
- * p over lo..pos[t]. Returns 0, or -1 (row zeroed) on a bad index. */
-static int attend(const struct attn_job *j, int64_t t, int64_t h, float *a)
+/* The <G> = H/Hkv query heads h = g*G.. of token t that share kv head g:
+ * out[t, h] = sum_p softmax_p(q[t,h] . k[p,g] * scale) v[p,g], p over
+ * lo..pos[t]. Each K row is read once for the G heads (4x3 tiles of q heads
+ * by positions within a block), each V row once (a G-row axpy). Scratch <a>:
+ * q (G,D), acc (G,D), scores (G,L), weights and sums (2G). Returns 0, or -1
+ * (rows zeroed) on a bad index. */
+static int attend(const struct attn_job *j, int64_t t, int64_t g, float *a)
 {
-    int64_t D = j->D, s = j->seq[t], p1 = j->pos[t], g = h / j->group;
-    float *qf = a, *acc = a + D, *sc = a + 2 * D;
-    memset(acc, 0, (size_t)D * sizeof(float));
+    int64_t D = j->D, G = j->group, s = j->seq[t], p1 = j->pos[t], L = 0;
+    float *qf = a, *acc = a + G * D, *sc = acc + G * D, *wv, *sum;
+    memset(acc, 0, (size_t)(G * D) * sizeof(float));
     if (s < 0 || s >= j->n_seqs || p1 < 0)
         goto fail;
-    int64_t lo = j->window > 0 && p1 - j->window + 1 > 0 ? p1 - j->window + 1 : 0, L = p1 - lo + 1;
-    kn_row_load(qf, at3(j->q, t, h), j->q->dtype, D);
-    float mx = -INFINITY;
-    for (int64_t i = 0; i < L; i++) {           /* scores (L,) */
-        int64_t row = cache_row(j, s, lo + i);
+    int64_t lo = j->window > 0 && p1 - j->window + 1 > 0 ? p1 - j->window + 1 : 0;
+    L = p1 - lo + 1;
+    wv = sc + G * L;
+    sum = wv + G;
+    for (int64_t hh = 0; hh < G; hh++)
+        kn_row_load(qf + hh * D, at3(j->q, t, g * G + hh), j->q->dtype, D);
+    for (int64_t i = 0; i < L;) {               /* scores (G, L), one block run at a time */
+        int64_t row = cache_row(j, s, lo + i), run = j->bs - (lo + i) % j->bs;
         if (row < 0)
             goto fail;
-        sc[i] = kn_cpu_dot(qf, at3(j->kc, row, g), j->kc->dtype, D) * j->scale;
-        mx = sc[i] > mx ? sc[i] : mx;
+        run = run < L - i ? run : L - i;        /* cache rows row.. are consecutive */
+        for (int64_t i2 = 0; i2 < run; i2 += KN_TILE_N) {
+            int nr = (int)(run - i2 < KN_TILE_N ? run - i2 : KN_TILE_N);
+            for (int64_t m0 = 0; m0 < G; m0 += KN_TILE_M)
+                kn_cpu_tile(sc + m0 * L + i + i2, L, qf + m0 * D, D, at3(j->kc, row + i2, g),
+                            j->kc->stride[0], j->kc->dtype,
+                            (int)(G - m0 < KN_TILE_M ? G - m0 : KN_TILE_M), nr, D);
+        }
+        i += run;
     }
-    float sum = 0.0f;
-    for (int64_t i = 0; i < L; i++) {           /* acc (D,) = sum_i e^(sc_i - mx) v_i */
-        float e = expf(sc[i] - mx);
-        sum += e;
-        kn_cpu_axpy(acc, e, at3(j->vc, cache_row(j, s, lo + i), g), j->vc->dtype, D);
+    for (int64_t hh = 0; hh < G; hh++) {        /* sc <- e^(sc*scale - max), sum */
+        float *r = sc + hh * L, mx = -INFINITY, z = 0.0f;
+        for (int64_t i = 0; i < L; i++) {
+            r[i] *= j->scale;
+            mx = r[i] > mx ? r[i] : mx;
+        }
+        for (int64_t i = 0; i < L; i++) {
+            r[i] = expf(r[i] - mx);
+            z += r[i];
+        }
+        sum[hh] = z;
     }
-    for (int64_t d = 0; d < D; d++)
-        acc[d] /= sum;
-    kn_row_store(at3(j->out, t, h), acc, j->out->dtype, D);
+    for (int64_t i = 0; i < L; i++) {           /* acc (G, D) += e_i v_i */
+        for (int64_t hh = 0; hh < G; hh++)
+            wv[hh] = sc[hh * L + i];
+        kn_cpu_axpy_rows(acc, D, wv, (int)G, at3(j->vc, cache_row(j, s, lo + i), g),
+                         j->vc->dtype, D);
+    }
+    for (int64_t hh = 0; hh < G; hh++) {
+        for (int64_t d = 0; d < D; d++)
+            acc[hh * D + d] /= sum[hh];
+        kn_row_store(at3(j->out, t, g * G + hh), acc + hh * D, j->out->dtype, D);
+    }
     return 0;
 fail:
-    memset(acc, 0, (size_t)D * sizeof(float));
-    kn_row_store(at3(j->out, t, h), acc, j->out->dtype, D);
+    memset(acc, 0, (size_t)(G * D) * sizeof(float));
+    for (int64_t hh = 0; hh < G; hh++)
+        kn_row_store(at3(j->out, t, g * G + hh), acc, j->out->dtype, D);
     return -1;
 }
 
 static void attn_chunk(void *arg, int tid, int64_t i0, int64_t i1)
 {
     struct attn_job *j = arg;
-    float *a = kn_pool_scratch(j->pool, tid, (size_t)(2 * j->D + j->Lmax + 1));
-    int64_t bad = 0;
+    float *a = kn_pool_scratch(j->pool, tid, (size_t)(j->group * (2 * j->D + j->Lmax + 2) + 1));
+    int64_t bad = 0, Hkv = j->kc->shape[1];
     for (int64_t it = i0; it < i1; it++)
-        bad -= attend(j, it / j->H, it % j->H, a);
+        bad -= attend(j, it / Hkv, it % Hkv, a);
     atomic_fetch_add(&j->bad, bad);
 }
 
@@ -165,12 +194,13 @@ int kn_cpu_paged_attention(struct kn_backend *be, struct kn_tensor *out, const s
         j.Lmax = L > j.Lmax ? L : j.Lmax;
         cost += L;
     }
-    int nth = cpu_nth(be, T * j.H, cost / (T ? T : 1) * 2 * j.D);
-    kn_pool_for(j.pool, attn_chunk, &j, T * j.H, 1, nth);
+    int64_t Hkv = k_cache->shape[1];
+    int nth = cpu_nth(be, T * Hkv, cost / (T ? T : 1) * 2 * j.D * j.group);
+    kn_pool_for(j.pool, attn_chunk, &j, T * Hkv, 1, nth);
     int64_t bad = atomic_load(&j.bad);
     if (bad) {
-        log_error("paged_attention: %lld (token, head) rows with a bad sequence, position "
-                  "or block index; zeroed", (long long)bad);
+        log_error("paged_attention: %lld (token, kv head) groups with a bad sequence, "
+                  "position or block index; zeroed", (long long)bad);
         return -1;
     }
     return 0;

@@ -67,6 +67,13 @@ static void axpy_c(float *y, float a, const void *x, enum kn_dtype dt, int64_t n
         y[i] += a * load1(x, dt, i);
 }
 
+static void axpy_rows_c(float *y, int64_t ldy, const float *a, int na, const void *x,
+                        enum kn_dtype dt, int64_t n)
+{
+    for (int r = 0; r < na; r++)
+        axpy_c(y + r * ldy, a[r], x, dt, n);
+}
+
 /* ---- AVX2 versions --------------------------------------------------------------- */
 
 #ifdef KN_X86
@@ -184,6 +191,24 @@ static AVX2 void axpy_avx2(float *y, float a, const void *x, enum kn_dtype dt, i
     for (; i < n; i++)
         y[i] += a * load1(x, dt, i);
 }
+
+/* y row r (n,) += a[r] * x (n,) for r < na, widening each 8 of x once */
+static AVX2 void axpy_rows_avx2(float *y, int64_t ldy, const float *a, int na, const void *x,
+                                enum kn_dtype dt, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv = dt == KN_BF16 ? load8(x, KN_BF16, i) : dt == KN_F16 ? load8(x, KN_F16, i)
+                  : load8(x, KN_F32, i);
+        for (int r = 0; r < na; r++) {
+            float *yr = y + r * ldy + i;
+            _mm256_storeu_ps(yr, _mm256_fmadd_ps(_mm256_set1_ps(a[r]), xv, _mm256_loadu_ps(yr)));
+        }
+    }
+    for (; i < n; i++)
+        for (int r = 0; r < na; r++)
+            y[r * ldy + i] += a[r] * load1(x, dt, i);
+}
 #endif
 
 /* ---- dispatch ---------------------------------------------------------------------- */
@@ -227,6 +252,18 @@ void kn_cpu_axpy(float *y, float a, const void *x, enum kn_dtype dt, int64_t n)
     }
 #endif
     axpy_c(y, a, x, dt, n);
+}
+
+void kn_cpu_axpy_rows(float *y, int64_t ldy, const float *a, int na, const void *x,
+                      enum kn_dtype dt, int64_t n)
+{
+#ifdef KN_X86
+    if (have_avx2()) {
+        axpy_rows_avx2(y, ldy, a, na, x, dt, n);
+        return;
+    }
+#endif
+    axpy_rows_c(y, ldy, a, na, x, dt, n);
 }
 
 void kn_cpu_tile(float *out, int64_t ldo, const float *x, int64_t ldx, const void *w,
