@@ -410,7 +410,7 @@ static void test_elementwise(struct kn_backend *be)
 static void test_paged(struct kn_backend *be, int trial)
 {
     enum { S = 3 };
-    int64_t Hkv = irand(1, 2), group = irand(1, 3), H = Hkv * group, D = trial == 1 ? 20 : 8 * irand(1, 6);
+    int64_t Hkv = irand(1, 2), group = trial == 3 ? 6 : irand(1, 3), H = Hkv * group, D = trial == 1 ? 20 : 8 * irand(1, 6);
     int bs = (int)(trial == 0 ? 1 : irand(2, 8)), window = trial == 2 ? (int)irand(1, 6) : 0;
     enum kn_dtype cdt = trial & 1 ? KN_F32 : KN_BF16, qdt = trial == 3 ? KN_BF16 : KN_F32;
     int64_t len[S], need[S], nb = 0, max_blocks = 0, Tall = 0;
