@@ -126,8 +126,12 @@ INLINE_AVX2 void tile_avx2(float *out, int64_t ldo, const float *x, int64_t ldx,
     for (; k + 8 <= K; k += 8) {
         __m256 wv[KN_TILE_N];
         UNROLL for (int j = 0; j < NR; j++) {
-            if (PREFETCH && (k & 31) == 0)
-                _mm_prefetch(wr[j] + (size_t)(k + PREFETCH) * esz, _MM_HINT_T0);
+            /* one line in 32 elements, PREFETCH ahead in this row, and past
+             * its end in row j of the next tile (rows NR further on) */
+            if (PREFETCH && (k & 31) == 0) {
+                int64_t kp = k + PREFETCH;
+                _mm_prefetch(wr[j] + (size_t)(kp < K ? kp : NR * ldw + kp - K) * esz, _MM_HINT_T0);
+            }
             wv[j] = load8(wr[j], dt, k);
         }
         UNROLL for (int i = 0; i < MR; i++) {
