@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -138,6 +139,10 @@ struct kn_pool *kn_pool_new(int n_threads)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->work_cv, NULL);
     pthread_cond_init(&p->done_cv, NULL);
+    /* workers inherit a full signal mask: signals stay with the daemon's threads */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     for (int i = 1; i < p->n; i++) {
         p->workers[i].pool = p;
         p->workers[i].tid = i;
@@ -147,6 +152,7 @@ struct kn_pool *kn_pool_new(int n_threads)
             break;
         }
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return p;
 }
 
