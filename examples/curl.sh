@@ -4,9 +4,9 @@ set -x
 URL=${LLMUX_URL:-http://127.0.0.1:8000}
 curl -s "$URL/v1/models"; echo
 curl -s "$URL/v1/chat/completions" -H 'Content-Type: application/json' \
-     -d '{"model":"chat","messages":[{"role":"user","content":"Hello!"}]}' -D - ; echo
+     -d '{"model":"chat","messages":[{"role":"user","content":"Hello!"}],"max_tokens":16}' -D - ; echo
 curl -sN "$URL/v1/chat/completions" -H 'Content-Type: application/json' \
-     -d '{"model":"assistant","user":"alice","stream":true,"messages":[{"role":"user","content":"Hi"}]}'
+     -d '{"model":"assistant","user":"alice","stream":true,"messages":[{"role":"user","content":"Hi"}],"max_tokens":16}'
 curl -s "$URL/v1/embeddings" -H 'Content-Type: application/json' \
      -d '{"model":"echo-embed","input":["a","b"]}'; echo
 curl -s "$URL/health"; echo

@@ -9,9 +9,9 @@ from openai import OpenAI
 client = OpenAI(base_url=os.environ.get("LLMUX_URL", "http://127.0.0.1:8000") + "/v1",
                 api_key="unused")
 print([m.id for m in client.models.list()])
-r = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Hello"}])
+r = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Hello"}], max_tokens=16)
 print(r.choices[0].message.content)
-for chunk in client.chat.completions.create(model="assistant", user="bob", stream=True,
+for chunk in client.chat.completions.create(model="assistant", user="bob", stream=True, max_tokens=16,
                                             messages=[{"role": "user", "content": "Hi"}]):
     if chunk.choices and chunk.choices[0].delta.content:
         print(chunk.choices[0].delta.content, end="", flush=True)

@@ -213,7 +213,8 @@ static void send_request(struct gw_request *req, struct gw_backend *b, struct gw
     for (size_t i = 0; i < m->n_headers; i++) {
         const char *n = m->headers[i].name;
         if (http_header_is_hop_by_hop(n) || strcasecmp(n, "Host") == 0 ||
-            strcasecmp(n, "Content-Length") == 0 || strcasecmp(n, "Expect") == 0)
+            strcasecmp(n, "Content-Length") == 0 || strcasecmp(n, "Expect") == 0 ||
+            strcasecmp(n, "X-Llmux-Model") == 0)
             continue;
         if (strcasecmp(n, "X-Forwarded-For") == 0) {
             xff = m->headers[i].value;
@@ -227,6 +228,11 @@ static void send_request(struct gw_request *req, struct gw_backend *b, struct gw
         hb_put(&h, ", ", 2);
     }
     hb_str(&h, c->addr);
+    /* the model this attempt resolved to (an alias, route or fallback in
+     * the body): llmux-worker accepts the body's name when this is one of
+     * its served names */
+    hb_str(&h, "\r\nX-Llmux-Model: ");
+    hb_str(&h, req->model->name);
     size_t len = evbuffer_get_length(c->body);
     snprintf(num, sizeof(num), "%zu", len);
     hb_str(&h, "\r\nContent-Length: ");

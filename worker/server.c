@@ -66,6 +66,11 @@ const char *wk_conn_body(struct wk_conn *c, size_t *len)
     return (const char *)evbuffer_pullup(c->body, -1);
 }
 
+const char *wk_conn_header(struct wk_conn *c, const char *name)
+{
+    return http_msg_header(&c->parser.msg, name);
+}
+
 void wk_conn_set_gen(struct wk_conn *c, struct wk_gen *g) { c->gen = g; }
 
 /* ---- connections ----------------------------------------------------------- */

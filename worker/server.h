@@ -87,5 +87,7 @@ void wk_conn_sse_end(struct wk_conn *c);
 void wk_conn_set_gen(struct wk_conn *c, struct wk_gen *g);
 struct wk *wk_conn_worker(struct wk_conn *c);
 const char *wk_conn_body(struct wk_conn *c, size_t *len);
+/* Borrowed value of request header <name> (case-insensitive), or NULL. */
+const char *wk_conn_header(struct wk_conn *c, const char *name);
 
 #endif

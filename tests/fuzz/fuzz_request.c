@@ -67,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct api_request req;
     struct api_err err;
     if (which <= 1) {
-        api_request_parse(&ctx, which == 0 ? API_CHAT : API_COMPLETION, body, len, &req, &err);
+        api_request_parse(&ctx, which == 0 ? API_CHAT : API_COMPLETION, body, len, NULL, &req, &err);
         api_request_free(&req);
     } else if (which == 2) {
         json_t *root = json_loadb(body, len, 0, NULL);

@@ -21,7 +21,7 @@ static struct api_ctx ctx;
 static int parse(enum api_kind k, const char *body, struct api_request *req, struct api_err *err)
 {
     memset(err, 0, sizeof(*err));
-    return api_request_parse(&ctx, k, body, strlen(body), req, err);
+    return api_request_parse(&ctx, k, body, strlen(body), NULL, req, err);
 }
 
 struct bad {
@@ -130,6 +130,18 @@ int main(void)
     ok(rc == -1 && strstr(err.message, "maximum context length is 400 tokens") &&
        strstr(err.message, "399 in the completion"), "context message says both numbers: %s",
        err.message);
+    api_request_free(&r);
+
+    /* an alias or route the gateway resolved to a served model (X-Llmux-Model) */
+    const char *alias = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
+    memset(&err, 0, sizeof(err));
+    rc = api_request_parse(&ctx, API_CHAT, alias, strlen(alias), names[1], &r, &err);
+    ok(rc == 0 && strcmp(r.model, "gpt-4o") == 0, "routed alias accepted, name echoed: %s",
+       err.message);
+    api_request_free(&r);
+    memset(&err, 0, sizeof(err));
+    rc = api_request_parse(&ctx, API_CHAT, alias, strlen(alias), "other", &r, &err);
+    ok(rc == -1 && err.status == 404, "routed to a model not served here -> 404");
     api_request_free(&r);
     chat_template_free((struct chat_template *)ctx.tmpl);
     tokenizer_free((struct tokenizer *)ctx.tok);

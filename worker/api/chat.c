@@ -208,7 +208,8 @@ void api_chat_completions(struct wk_conn *c)
     struct api_err err;
     size_t len;
     const char *body = wk_conn_body(c, &len);
-    if (api_request_parse(&w->api, API_CHAT, body, len, &req, &err) < 0) {
+    if (api_request_parse(&w->api, API_CHAT, body, len, wk_conn_header(c, "x-llmux-model"),
+                          &req, &err) < 0) {
         api_request_free(&req);
         wk_conn_error(c, &err);
         return;

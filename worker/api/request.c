@@ -272,8 +272,16 @@ static int parse_sampling(const struct api_ctx *ctx, json_t *root, struct api_re
     return 0;
 }
 
-static int parse_model(const struct api_ctx *ctx, json_t *root, struct api_request *req,
-                       struct api_err *err)
+static int is_served(const struct api_ctx *ctx, const char *name)
+{
+    for (int i = 0; i < ctx->n_served; i++)
+        if (strcmp(ctx->served_names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static int parse_model(const struct api_ctx *ctx, json_t *root, const char *routed,
+                       struct api_request *req, struct api_err *err)
 {
     json_t *v = json_object_get(root, "model");
     if (v == NULL || json_is_null(v)) {
@@ -283,11 +291,10 @@ static int parse_model(const struct api_ctx *ctx, json_t *root, struct api_reque
     if (!json_is_string(v))
         return api_err_set(err, 400, "model", "'model' must be a string");
     const char *m = json_string_value(v);
-    for (int i = 0; i < ctx->n_served; i++)
-        if (strcmp(ctx->served_names[i], m) == 0) {
-            req->model = xstrdup(m);
-            return 0;
-        }
+    if (is_served(ctx, m) || (routed != NULL && is_served(ctx, routed))) {
+        req->model = xstrdup(m);
+        return 0;
+    }
     return api_err_set(err, 404, "model", "The model `%s` does not exist.", m);
 }
 
@@ -719,7 +726,8 @@ static int check_lengths(const struct api_ctx *ctx, struct api_request *req, str
 }
 
 int api_request_parse(const struct api_ctx *ctx, enum api_kind kind, const char *body,
-                      size_t len, struct api_request *req, struct api_err *err)
+                      size_t len, const char *routed, struct api_request *req,
+                      struct api_err *err)
 {
     json_error_t jerr;
     json_t *root = NULL;
@@ -738,7 +746,7 @@ int api_request_parse(const struct api_ctx *ctx, enum api_kind kind, const char 
         api_err_set(err, 400, NULL, "request body must be a JSON object");
         goto fail;
     }
-    if (parse_model(ctx, root, req, err) < 0 || parse_sampling(ctx, root, req, err) < 0)
+    if (parse_model(ctx, root, routed, req, err) < 0 || parse_sampling(ctx, root, req, err) < 0)
         goto fail;
     if (kind == API_CHAT) {
         int has_tools = 0;

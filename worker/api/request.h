@@ -80,11 +80,15 @@ struct api_request {
 
 /*
  * Parse body <body> (<len> bytes) of a <kind> request into <req> (zeroed
- * here; free with api_request_free() whatever the result). 0, or -1 with
- * <err> filled.
+ * here; free with api_request_free() whatever the result). <routed> is the
+ * x-llmux-model header the gateway adds (NULL when absent): the model the
+ * gateway resolved the body's "model" (an alias or a route) to; when it is
+ * one of the served names, the body's name is accepted as it is and echoed
+ * in the answer. 0, or -1 with <err> filled.
  */
 int api_request_parse(const struct api_ctx *ctx, enum api_kind kind, const char *body,
-                      size_t len, struct api_request *req, struct api_err *err);
+                      size_t len, const char *routed, struct api_request *req,
+                      struct api_err *err);
 void api_request_free(struct api_request *req);
 
 /*
