@@ -16,6 +16,7 @@ cd build
 make -j"$(nproc)" llmux llmux-worker tests/tools/mkmodel tests/tools/fake-upstream >/dev/null
 
 recipe=$(cat ../examples/models/qwen3-tiny.mkmodel)
+mkdir -p demo-models
 for seed in 1 2; do
     dir=demo-models/qwen3-tiny-s$seed
     [ -f "$dir/model.safetensors" ] ||
