@@ -99,6 +99,7 @@ static const struct conf_cmd conf_cmds[] = {
     { "error_log", CF_MAIN | CF_TAKE12, conf_set_error_log, 0, 0, 0, NULL },
     { "worker_connections", CF_MAIN | CF_TAKE1, conf_set_int, C_OFF(worker_connections),
       1, INT_MAX, NULL },
+    { "admin_socket", CF_MAIN | CF_TAKE1, conf_set_str, C_OFF(admin_socket), 0, 0, NULL },
     { "http", CF_MAIN | CF_BLOCK | CF_NOARGS, conf_set_http, 0, 0, 0, NULL },
     { "include", CF_ANY | CF_TAKE1 | CF_MULTI, conf_set_include, 0, 0, 0, NULL },
 
@@ -1459,6 +1460,7 @@ void gw_conf_free(struct gw_conf *conf)
     }
     free(conf->routes);
     free(conf->pid_file);
+    free(conf->admin_socket);
     free(conf->error_log);
     free(conf->access_log);
     for (size_t i = 0; i < conf->n_files; i++)

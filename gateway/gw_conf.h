@@ -71,6 +71,7 @@ struct gw_conf {
     char   *error_log;          /* default NULL: stderr */
     int     error_log_level;    /* enum log_level; default notice */
     int     worker_connections; /* max client connections; default 1024 */
+    char   *admin_socket;       /* unix socket of the admin API; default NULL: none */
 
     /* http context */
     struct gw_listen_conf *listens;

@@ -610,7 +610,7 @@ static void test_prefixes(void)
 }
 
 static const char *const all_directives[] = {
-    "daemon", "pid", "error_log", "worker_connections", "http", "include",
+    "daemon", "pid", "error_log", "worker_connections", "http", "include", "admin_socket",
     "listen", "access_log", "client_max_body_size", "client_header_timeout",
     "client_body_timeout", "send_timeout", "keepalive_timeout", "timeout", "connect_timeout",
     "upstream_keepalive", "max_attempts", "max_fails", "fail_timeout", "shutdown_timeout",
