@@ -31,6 +31,7 @@
 #include "gw_metrics.h"
 #include "gw_proxy.h"
 #include "log.h"
+#include "netaddr.h"
 #include "oai_error.h"
 #include "util.h"
 
@@ -119,63 +120,6 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     log_error("accept() failed: %s", evutil_socket_error_to_string(err));
 }
 
-/* Parse "host:port", "[v6]:port", "*:port", "port" into a sockaddr. */
-static int parse_tcp_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-    char host[256];
-    const char *port;
-    memset(ss, 0, sizeof(*ss));
-    if (s[0] == '[') {
-        const char *rb = strchr(s, ']');
-        if (rb == NULL || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof(host))
-            return -1;
-        memcpy(host, s + 1, (size_t)(rb - s - 1));
-        host[rb - s - 1] = '\0';
-        port = rb + 2;
-    } else {
-        const char *colon = strrchr(s, ':');
-        if (colon == NULL) {
-            strcpy(host, "*");
-            port = s;
-        } else {
-            if ((size_t)(colon - s) >= sizeof(host))
-                return -1;
-            memcpy(host, s, (size_t)(colon - s));
-            host[colon - s] = '\0';
-            port = colon + 1;
-        }
-    }
-    char *end;
-    long p = strtol(port, &end, 10);
-    if (*end != '\0' || p < 1 || p > 65535)
-        return -1;
-    if (strcmp(host, "*") == 0 || host[0] == '\0') {
-        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons((uint16_t)p);
-        sin->sin_addr.s_addr = htonl(INADDR_ANY);
-        *len = sizeof(*sin);
-        return 0;
-    }
-    if (strcmp(host, "localhost") == 0)
-        strcpy(host, "127.0.0.1");
-    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons((uint16_t)p);
-        *len = sizeof(*sin);
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons((uint16_t)p);
-        *len = sizeof(*sin6);
-        return 0;
-    }
-    return -1;
-}
-
 int gw_server_listen(struct gw *gw)
 {
     struct gw_conf *conf = gw->conf;
@@ -183,35 +127,20 @@ int gw_server_listen(struct gw *gw)
     gw->listen_unix_paths = xcalloc(conf->n_listens, sizeof(char *));
     for (size_t i = 0; i < conf->n_listens; i++) {
         const char *a = conf->listens[i].addr;
-        struct sockaddr_storage ss;
-        socklen_t len;
-        unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
-        if (str_starts_with(a, "unix:")) {
-            struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
-            const char *path = a + 5;
-            memset(&ss, 0, sizeof(ss));
-            if (strlen(path) >= sizeof(sun->sun_path)) {
-                log_error("listen %s: path too long", a);
-                return -1;
-            }
-            sun->sun_family = AF_UNIX;
-            strcpy(sun->sun_path, path);
-            len = sizeof(*sun);
-            struct stat st;
-            if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-                unlink(path);           /* stale socket of a previous run */
-            gw->listen_unix_paths[i] = xstrdup(path);
-        } else if (parse_tcp_addr(a, &ss, &len) == -1) {
-            log_error("listen %s: invalid address (%s:%d)", a, conf->listens[i].pos.file,
+        struct net_addr na;
+        char err[256];
+        if (net_addr_parse(a, 0, &na, err, sizeof(err)) == -1) {
+            log_error("listen %s (%s:%d)", err, conf->listens[i].pos.file,
                       conf->listens[i].pos.line);
             return -1;
         }
-        gw->listeners[i] = evconnlistener_new_bind(gw->base, accept_cb, gw, flags, 511,
-                                                   (struct sockaddr *)&ss, (int)len);
+        gw->listeners[i] = net_listen(gw->base, &na, accept_cb, gw);
         if (gw->listeners[i] == NULL) {
             log_error("bind() to %s failed: %s", a, strerror(errno));
             return -1;
         }
+        if (na.unix_path != NULL)
+            gw->listen_unix_paths[i] = xstrdup(na.unix_path);
         evconnlistener_set_error_cb(gw->listeners[i], accept_error_cb);
         gw->n_listeners = i + 1;
         log_notice("listening on %s", a);

@@ -29,6 +29,7 @@
 #include "engine.h"
 #include "http.h"
 #include "log.h"
+#include "netaddr.h"
 #include "oai_error.h"
 #include "util.h"
 
@@ -152,97 +153,26 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     log_error("accept() failed: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
-static int parse_tcp(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-    char host[256];
-    const char *colon = strrchr(s, ':');
-    memset(ss, 0, sizeof(*ss));
-    if (colon == NULL || (size_t)(colon - s) >= sizeof(host))
-        return -1;
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || port < 0 || port > 65535)
-        return -1;
-    char *h = host;
-    if (h[0] == '[') {
-        h++;
-        h[strlen(h) - 1] = '\0';
-    }
-    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-    if (strcmp(h, "*") == 0 || h[0] == '\0' || strcmp(h, "0.0.0.0") == 0) {
-        sin->sin_family = AF_INET;
-        sin->sin_addr.s_addr = htonl(INADDR_ANY);
-        sin->sin_port = htons((uint16_t)port);
-        *len = sizeof(*sin);
-        return 0;
-    }
-    if (strcmp(h, "localhost") == 0)
-        h = "127.0.0.1";
-    if (inet_pton(AF_INET, h, &sin->sin_addr) == 1) {
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons((uint16_t)port);
-        *len = sizeof(*sin);
-        return 0;
-    }
-    if (inet_pton(AF_INET6, h, &sin6->sin6_addr) == 1) {
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons((uint16_t)port);
-        *len = sizeof(*sin6);
-        return 0;
-    }
-    return -1;
-}
-
 int wk_server_listen(struct wk *w, const char *addr)
 {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
-    if (str_starts_with(addr, "unix:")) {
-        struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
-        const char *path = addr + 5;
-        memset(&ss, 0, sizeof(ss));
-        if (strlen(path) == 0 || strlen(path) >= sizeof(sun->sun_path)) {
-            log_error("listen %s: bad or too long path", addr);
-            return -1;
-        }
-        sun->sun_family = AF_UNIX;
-        strcpy(sun->sun_path, path);
-        len = sizeof(*sun);
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-            unlink(path);
-        w->unix_path = xstrdup(path);
-    } else if (parse_tcp(addr, &ss, &len) < 0) {
-        log_error("listen %s: invalid address (unix:PATH or HOST:PORT)", addr);
+    struct net_addr na;
+    char err[256], shown[300];
+    if (net_addr_parse(addr, 1, &na, err, sizeof(err)) < 0) {
+        log_error("listen %s", err);
         return -1;
     }
-    w->listener = evconnlistener_new_bind(w->base, accept_cb, w, flags, 511,
-                                          (struct sockaddr *)&ss, (int)len);
+    w->listener = net_listen(w->base, &na, accept_cb, w);
     if (w->listener == NULL) {
         log_error("bind() to %s failed: %s", addr, strerror(errno));
-        free(w->unix_path);
-        w->unix_path = NULL;
         return -1;
     }
+    if (na.unix_path != NULL)
+        w->unix_path = xstrdup(na.unix_path);
     evconnlistener_set_error_cb(w->listener, accept_error_cb);
-    char shown[300];
-    snprintf(shown, sizeof(shown), "%s", addr);
-    if (!w->unix_path && ss.ss_family == AF_INET) {
-        struct sockaddr_in got;
-        socklen_t gl = sizeof(got);
-        if (getsockname(evconnlistener_get_fd(w->listener), (struct sockaddr *)&got, &gl) == 0) {
-            char ip[64];
-            inet_ntop(AF_INET, &got.sin_addr, ip, sizeof(ip));
-            snprintf(shown, sizeof(shown), "%s:%d", ip, ntohs(got.sin_port));
-        }
-    }
+    net_listener_name(w->listener, &na, shown, sizeof(shown));
     log_notice("listening on %s", shown);
     /* a line on stdout for supervisors and tests that let the kernel pick a port */
-    printf("listening on %s\n", w->unix_path ? addr : shown);
+    printf("listening on %s\n", shown);
     fflush(stdout);
     return 0;
 }
