@@ -38,28 +38,10 @@ static json_t *chat_logprobs(struct wk_gen *g, struct gen_choice *ch, int from, 
     return o;
 }
 
-static json_t *token_ids(const int32_t *ids, int from, int to)
-{
-    json_t *a = json_array();
-    for (int i = from; i < to; i++)
-        json_array_append_new(a, json_integer(ids[i]));
-    return a;
-}
-
-static json_t *chunk_new(struct wk_gen *g)
-{
-    json_t *j = json_object();
-    json_object_set_new(j, "id", json_string(g->id));
-    json_object_set_new(j, "object", json_string("chat.completion.chunk"));
-    json_object_set_new(j, "created", json_integer(g->created));
-    json_object_set_new(j, "model", json_string(g->req.model));
-    return j;
-}
-
 static void chat_delta(struct wk_gen *g, struct gen_choice *ch, struct gen_delta *d)
 {
     if (d->first) {
-        json_t *j = chunk_new(g);
+        json_t *j = gen_object_new(g, "chat.completion.chunk");
         json_t *c = json_object();
         json_t *delta = json_object();
         json_object_set_new(delta, "role", json_string("assistant"));
@@ -73,7 +55,7 @@ static void chat_delta(struct wk_gen *g, struct gen_choice *ch, struct gen_delta
         json_object_set_new(j, "choices", arr);
         if (g->req.return_token_ids) {
             struct api_prompt *p = &g->req.prompts[ch->prompt];
-            json_object_set_new(j, "prompt_token_ids", token_ids(p->ids, 0, p->n_ids));
+            json_object_set_new(j, "prompt_token_ids", gen_token_ids(p->ids, 0, p->n_ids));
         }
         wk_conn_sse_json(g->conn, j);
     }
@@ -104,7 +86,7 @@ static void chat_delta(struct wk_gen *g, struct gen_choice *ch, struct gen_delta
         }
         json_object_set_new(delta, "tool_calls", tcs);
     }
-    json_t *j = chunk_new(g);
+    json_t *j = gen_object_new(g, "chat.completion.chunk");
     json_t *c = json_object();
     json_object_set_new(c, "index", json_integer(ch->index));
     json_object_set_new(c, "delta", delta);
@@ -114,7 +96,7 @@ static void chat_delta(struct wk_gen *g, struct gen_choice *ch, struct gen_delta
     if (d->finish)
         json_object_set_new(c, "stop_reason", ch->stop_reason ? json_incref(ch->stop_reason) : json_null());
     if (g->req.return_token_ids)
-        json_object_set_new(c, "token_ids", token_ids(ch->tokens, d->tok_from, d->tok_to));
+        json_object_set_new(c, "token_ids", gen_token_ids(ch->tokens, d->tok_from, d->tok_to));
     json_t *arr = json_array();
     json_array_append_new(arr, c);
     json_object_set_new(j, "choices", arr);
@@ -142,7 +124,7 @@ static void chat_done(struct wk_gen *g)
             wk_conn_sse_json(g->conn, o);
         }
         if (g->req.include_usage) {
-            json_t *j = chunk_new(g);
+            json_t *j = gen_object_new(g, "chat.completion.chunk");
             json_object_set_new(j, "choices", json_array());
             json_object_set_new(j, "usage", gen_usage(g));
             wk_conn_sse_json(g->conn, j);
@@ -160,11 +142,7 @@ static void chat_done(struct wk_gen *g)
         gen_free(g);
         return;
     }
-    json_t *j = json_object();
-    json_object_set_new(j, "id", json_string(g->id));
-    json_object_set_new(j, "object", json_string("chat.completion"));
-    json_object_set_new(j, "created", json_integer(g->created));
-    json_object_set_new(j, "model", json_string(g->req.model));
+    json_t *j = gen_object_new(g, "chat.completion");
     json_t *choices = json_array();
     for (int i = 0; i < g->n_choices; i++) {
         struct gen_choice *ch = &g->ch[i];
@@ -186,14 +164,14 @@ static void chat_done(struct wk_gen *g)
         json_object_set_new(c, "finish_reason", json_string(ch->finish ? ch->finish : "stop"));
         json_object_set_new(c, "stop_reason", ch->stop_reason ? json_incref(ch->stop_reason) : json_null());
         if (g->req.return_token_ids)
-            json_object_set_new(c, "token_ids", token_ids(ch->tokens, 0, ch->n_tokens));
+            json_object_set_new(c, "token_ids", gen_token_ids(ch->tokens, 0, ch->n_tokens));
         json_array_append_new(choices, c);
     }
     json_object_set_new(j, "choices", choices);
     json_object_set_new(j, "usage", gen_usage(g));
     if (g->req.return_token_ids) {
         struct api_prompt *p = &g->req.prompts[0];
-        json_object_set_new(j, "prompt_token_ids", token_ids(p->ids, 0, p->n_ids));
+        json_object_set_new(j, "prompt_token_ids", gen_token_ids(p->ids, 0, p->n_ids));
     }
     wk_conn_respond_json(g->conn, 200, j);
     gen_free(g);

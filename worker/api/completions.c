@@ -75,24 +75,6 @@ static void lp_output(struct wk_gen *g, struct gen_choice *ch, json_t *lp, int f
         lp_append(g, ch, lp, ch->tokens[i], &ch->lps[i], 0);
 }
 
-static json_t *token_ids(const int32_t *ids, int from, int to)
-{
-    json_t *a = json_array();
-    for (int i = from; i < to; i++)
-        json_array_append_new(a, json_integer(ids[i]));
-    return a;
-}
-
-static json_t *object_new(struct wk_gen *g)
-{
-    json_t *j = json_object();
-    json_object_set_new(j, "id", json_string(g->id));
-    json_object_set_new(j, "object", json_string("text_completion"));
-    json_object_set_new(j, "created", json_integer(g->created));
-    json_object_set_new(j, "model", json_string(g->req.model));
-    return j;
-}
-
 static void cmpl_delta(struct wk_gen *g, struct gen_choice *ch, struct gen_delta *d)
 {
     struct strbuf text = { 0 };
@@ -111,7 +93,7 @@ static void cmpl_delta(struct wk_gen *g, struct gen_choice *ch, struct gen_delta
         strbuf_free(&text);
         return;
     }
-    json_t *j = object_new(g);
+    json_t *j = gen_object_new(g, "text_completion");
     json_t *c = json_object();
     json_object_set_new(c, "index", json_integer(ch->index));
     json_object_set_new(c, "text", json_stringn(strbuf_str(&text), text.len));
@@ -120,8 +102,8 @@ static void cmpl_delta(struct wk_gen *g, struct gen_choice *ch, struct gen_delta
     json_object_set_new(c, "stop_reason", ch->stop_reason && d->finish ? json_incref(ch->stop_reason) : json_null());
     if (g->req.return_token_ids) {
         if (d->first)
-            json_object_set_new(c, "prompt_token_ids", token_ids(p->ids, 0, p->n_ids));
-        json_object_set_new(c, "token_ids", token_ids(ch->tokens, d->tok_from, d->tok_to));
+            json_object_set_new(c, "prompt_token_ids", gen_token_ids(p->ids, 0, p->n_ids));
+        json_object_set_new(c, "token_ids", gen_token_ids(ch->tokens, d->tok_from, d->tok_to));
     }
     json_t *arr = json_array();
     json_array_append_new(arr, c);
@@ -151,7 +133,7 @@ static void cmpl_done(struct wk_gen *g)
             wk_conn_sse_json(g->conn, o);
         }
         if (g->req.include_usage) {
-            json_t *j = object_new(g);
+            json_t *j = gen_object_new(g, "text_completion");
             json_object_set_new(j, "choices", json_array());
             json_object_set_new(j, "usage", gen_usage(g));
             wk_conn_sse_json(g->conn, j);
@@ -165,7 +147,7 @@ static void cmpl_done(struct wk_gen *g)
         gen_free(g);
         return;
     }
-    json_t *j = object_new(g);
+    json_t *j = gen_object_new(g, "text_completion");
     json_t *choices = json_array();
     for (int i = 0; i < g->n_choices; i++) {
         struct gen_choice *ch = &g->ch[i];
@@ -187,8 +169,8 @@ static void cmpl_done(struct wk_gen *g)
         json_object_set_new(c, "finish_reason", json_string(ch->finish ? ch->finish : "stop"));
         json_object_set_new(c, "stop_reason", ch->stop_reason ? json_incref(ch->stop_reason) : json_null());
         if (g->req.return_token_ids) {
-            json_object_set_new(c, "prompt_token_ids", token_ids(p->ids, 0, p->n_ids));
-            json_object_set_new(c, "token_ids", token_ids(ch->tokens, 0, ch->n_tokens));
+            json_object_set_new(c, "prompt_token_ids", gen_token_ids(p->ids, 0, p->n_ids));
+            json_object_set_new(c, "token_ids", gen_token_ids(ch->tokens, 0, ch->n_tokens));
         }
         json_array_append_new(choices, c);
         strbuf_free(&text);

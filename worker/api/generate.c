@@ -48,6 +48,24 @@ json_t *gen_token_json(struct wk_gen *g, int32_t id)
     return j ? j : json_string("\xef\xbf\xbd");
 }
 
+json_t *gen_token_ids(const int32_t *ids, int from, int to)
+{
+    json_t *a = json_array();
+    for (int i = from; i < to; i++)
+        json_array_append_new(a, json_integer(ids[i]));
+    return a;
+}
+
+json_t *gen_object_new(struct wk_gen *g, const char *object)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "id", json_string(g->id));
+    json_object_set_new(j, "object", json_string(object));
+    json_object_set_new(j, "created", json_integer(g->created));
+    json_object_set_new(j, "model", json_string(g->req.model));
+    return j;
+}
+
 json_t *gen_token_bytes(struct wk_gen *g, int32_t id)
 {
     const char *b;

@@ -99,6 +99,10 @@ void gen_free(struct wk_gen *g);
 json_t *gen_token_json(struct wk_gen *g, int32_t id);
 /* The token's raw bytes as a JSON list of ints. New. */
 json_t *gen_token_bytes(struct wk_gen *g, int32_t id);
+/* JSON array of ids[from..to). */
+json_t *gen_token_ids(const int32_t *ids, int from, int to);
+/* A new answer object: id, <object>, created, model. */
+json_t *gen_object_new(struct wk_gen *g, const char *object);
 /* max(logprob, -9999) as vLLM (JSON has no -inf). */
 double gen_logprob_value(float lp);
 /* usage: prompt tokens once per prompt, completion tokens of every choice. New. */
