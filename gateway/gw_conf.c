@@ -83,6 +83,15 @@ static int conf_set_alias(struct conf_parser *, const struct conf_cmd *, char **
 static int conf_set_split(struct conf_parser *, const struct conf_cmd *, char **);
 static int conf_set_sticky(struct conf_parser *, const struct conf_cmd *, char **);
 static int conf_set_fallback(struct conf_parser *, const struct conf_cmd *, char **);
+static int conf_set_gpus(struct conf_parser *, const struct conf_cmd *, char **);
+static int conf_set_strv(struct conf_parser *, const struct conf_cmd *, char **);
+static int conf_set_env(struct conf_parser *, const struct conf_cmd *, char **);
+static int conf_set_device(struct conf_parser *, const struct conf_cmd *, char **);
+static int conf_set_fraction(struct conf_parser *, const struct conf_cmd *, char **);
+static int conf_set_kvsize(struct conf_parser *, const struct conf_cmd *, char **);
+static int conf_set_backoff(struct conf_parser *, const struct conf_cmd *, char **);
+static int conf_set_max_restarts(struct conf_parser *, const struct conf_cmd *, char **);
+static int conf_set_health(struct conf_parser *, const struct conf_cmd *, char **);
 
 static const char *const task_names[] = { "chat", "embed", "rerank", "transcribe", NULL };
 
@@ -125,6 +134,9 @@ static const struct conf_cmd conf_cmds[] = {
     { "fail_timeout", CF_HTTP | CF_TAKE1, conf_set_msec, C_OFF(fail_timeout_ms), 1, MS_MAX, NULL },
     { "shutdown_timeout", CF_HTTP | CF_TAKE1, conf_set_msec, C_OFF(shutdown_timeout_ms),
       0, MS_MAX, NULL },
+    { "worker_binary", CF_HTTP | CF_TAKE1, conf_set_str, C_OFF(worker_binary), 0, 0, NULL },
+    { "runtime_dir", CF_HTTP | CF_TAKE1, conf_set_str, C_OFF(runtime_dir), 0, 0, NULL },
+    { "health_check", CF_HTTP | CF_MODEL | CF_1MORE, conf_set_health, 0, 0, 0, NULL },
     { "model", CF_HTTP | CF_BLOCK | CF_TAKE1 | CF_MULTI, conf_set_model, 0, 0, 0, NULL },
     { "route", CF_HTTP | CF_BLOCK | CF_TAKE1 | CF_MULTI, conf_set_route, 0, 0, 0, NULL },
 
@@ -138,6 +150,31 @@ static const struct conf_cmd conf_cmds[] = {
     { "connect_timeout", CF_MODEL | CF_TAKE1, conf_set_msec, M_OFF(connect_timeout_ms),
       1, MS_MAX, NULL },
     { "keepalive", CF_MODEL | CF_TAKE1, conf_set_int, M_OFF(keepalive), 0, INT_MAX, NULL },
+    { "path", CF_MODEL | CF_TAKE1, conf_set_str, M_OFF(path), 0, 0, NULL },
+    { "replicas", CF_MODEL | CF_TAKE1, conf_set_int, M_OFF(replicas), 1, 64, NULL },
+    { "gpus", CF_MODEL | CF_1MORE, conf_set_gpus, 0, 0, 0, NULL },
+    { "device", CF_MODEL | CF_TAKE1, conf_set_device, M_OFF(device), 0, 0, NULL },
+    { "dtype", CF_MODEL | CF_TAKE1, conf_set_str, M_OFF(dtype), 0, 0, NULL },
+    { "max_model_len", CF_MODEL | CF_TAKE1, conf_set_int, M_OFF(max_model_len), 1, INT_MAX, NULL },
+    { "max_num_seqs", CF_MODEL | CF_TAKE1, conf_set_int, M_OFF(max_num_seqs), 1, INT_MAX, NULL },
+    { "max_num_batched_tokens", CF_MODEL | CF_TAKE1, conf_set_int,
+      M_OFF(max_num_batched_tokens), 1, INT_MAX, NULL },
+    { "gpu_memory_utilization", CF_MODEL | CF_TAKE1, conf_set_fraction,
+      M_OFF(gpu_memory_utilization), 0, 0, NULL },
+    { "kv_cache_memory", CF_MODEL | CF_TAKE1, conf_set_kvsize, M_OFF(kv_cache_memory), 0, 0, NULL },
+    { "threads", CF_MODEL | CF_TAKE1, conf_set_int, M_OFF(threads), 0, 4096, NULL },
+    { "served_name", CF_MODEL | CF_TAKE1 | CF_MULTI, conf_set_strv, M_OFF(served_names), 0, 0,
+      NULL },
+    { "reasoning_parser", CF_MODEL | CF_TAKE1, conf_set_str, M_OFF(reasoning_parser), 0, 0, NULL },
+    { "tool_call_parser", CF_MODEL | CF_TAKE1, conf_set_str, M_OFF(tool_call_parser), 0, 0, NULL },
+    { "env", CF_MODEL | CF_TAKE1 | CF_MULTI, conf_set_env, 0, 0, 0, NULL },
+    { "user", CF_MODEL | CF_TAKE1, conf_set_str, M_OFF(user), 0, 0, NULL },
+    { "group", CF_MODEL | CF_TAKE1, conf_set_str, M_OFF(group), 0, 0, NULL },
+    { "log", CF_MODEL | CF_TAKE1, conf_set_str, M_OFF(log), 0, 0, NULL },
+    { "queue_timeout", CF_MODEL | CF_TAKE1, conf_set_msec, M_OFF(queue_timeout_ms), 0, MS_MAX, NULL },
+    { "drain_timeout", CF_MODEL | CF_TAKE1, conf_set_msec, M_OFF(drain_timeout_ms), 0, MS_MAX, NULL },
+    { "restart_backoff", CF_MODEL | CF_TAKE2, conf_set_backoff, 0, 0, 0, NULL },
+    { "max_restarts", CF_MODEL | CF_TAKE12, conf_set_max_restarts, 0, 0, 0, NULL },
 
     /* route */
     { "split", CF_ROUTE | CF_TAKE2 | CF_MULTI, conf_set_split, 0, 0, 0, NULL },
@@ -197,6 +234,7 @@ struct conf_parser {
 enum conf_tok { TOK_DIRECTIVE, TOK_BLOCK_START, TOK_BLOCK_END, TOK_EOF, TOK_ERROR };
 
 static int conf_parse_block(struct conf_parser *p, struct conf_frame *f, int in_block);
+static void conf_model_free(struct gw_model_conf *m);
 
 /* ---- errors ---------------------------------------------------------------- */
 
@@ -953,11 +991,211 @@ static int conf_check_name(struct conf_parser *p, const struct conf_cmd *cmd, co
  * workers ("path") will make "upstream" optional. */
 static int conf_check_model(struct conf_parser *p, const struct gw_model_conf *m)
 {
-    if (m->n_upstreams == 0) {
-        conf_error_at(p, m->pos.file, m->pos.line, "model \"%s\" has no \"upstream\"", m->name);
+    if (m->n_upstreams == 0 && m->path == NULL) {
+        conf_error_at(p, m->pos.file, m->pos.line,
+                      "model \"%s\" has neither \"upstream\" nor \"path\"", m->name);
+        return -1;
+    }
+    if (m->n_upstreams > 0 && m->path != NULL) {
+        conf_error_at(p, m->pos.file, m->pos.line,
+                      "model \"%s\" has both \"upstream\" and \"path\"", m->name);
+        return -1;
+    }
+    int replicas = m->replicas == GW_CONF_UNSET ? 1 : m->replicas;
+    if (m->n_gpus > 1 && m->n_gpus != (size_t)replicas) {
+        conf_error_at(p, m->pos.file, m->pos.line,
+                      "model \"%s\": \"gpus\" lists %zu replica(s) but \"replicas\" is %d",
+                      m->name, m->n_gpus, replicas);
         return -1;
     }
     return 0;
+}
+
+/* ---- spawned workers ------------------------------------------------------------ */
+
+/* "gpus 0,1 | 2,3;" (the words may also be "0,1|2,3"): one CUDA_VISIBLE_DEVICES
+ * per replica; "cpu" is the empty list. */
+static int conf_set_gpus(struct conf_parser *p, const struct conf_cmd *cmd, char **args)
+{
+    struct gw_model_conf *m = conf_base(p);
+    size_t len = 0;
+    for (size_t i = 1; args[i]; i++)
+        len += strlen(args[i]);
+    char *all = xmalloc(len + 1), *q = all;
+    for (size_t i = 1; args[i]; i++) {
+        size_t l = strlen(args[i]);
+        memcpy(q, args[i], l);
+        q += l;
+    }
+    *q = '\0';
+    char *save = NULL;
+    int rc = 0;
+    if (all[0] == '\0' || all[0] == '|' || all[len - 1] == '|' || strstr(all, "||")) {
+        rc = conf_invalid(p, cmd, all, "an empty replica list");
+        goto out;
+    }
+    for (char *tok = strtok_r(all, "|", &save); tok; tok = strtok_r(NULL, "|", &save)) {
+        int cpu = strcmp(tok, "cpu") == 0;
+        for (const char *c = tok; !cpu && *c; c++) {
+            if (!isdigit((unsigned char)*c) &&
+                !(*c == ',' && c != tok && c[1] != '\0' && c[1] != ',')) {
+                rc = conf_invalid(p, cmd, tok, "it must be \"cpu\" or GPU numbers like 0,1");
+                goto out;
+            }
+        }
+        m->gpus = xrealloc(m->gpus, (m->n_gpus + 1) * sizeof(*m->gpus));
+        m->gpus[m->n_gpus++] = xstrdup(cpu ? "" : tok);
+    }
+out:
+    free(all);
+    return rc;
+}
+
+/* A repeatable string directive into a char ** array followed by its size_t count. */
+static int conf_set_strv(struct conf_parser *p, const struct conf_cmd *cmd, char **args)
+{
+    char ***v = (char ***)((char *)conf_base(p) + cmd->offset);
+    size_t *n = (size_t *)((char *)v + sizeof(char **));
+    if (args[1][0] == '\0')
+        return conf_invalid(p, cmd, args[1], NULL);
+    *v = xrealloc(*v, (*n + 1) * sizeof(**v));
+    (*v)[(*n)++] = xstrdup(args[1]);
+    return 0;
+}
+
+static int conf_set_env(struct conf_parser *p, const struct conf_cmd *cmd, char **args)
+{
+    struct gw_model_conf *m = conf_base(p);
+    const char *eq = strchr(args[1], '=');
+    if (eq == NULL || eq == args[1])
+        return conf_invalid(p, cmd, args[1], "it must be NAME=VALUE");
+    m->env = xrealloc(m->env, (m->n_env + 1) * sizeof(*m->env));
+    m->env[m->n_env++] = xstrdup(args[1]);
+    return 0;
+}
+
+static int conf_set_device(struct conf_parser *p, const struct conf_cmd *cmd, char **args)
+{
+    if (strcmp(args[1], "cpu") != 0 && strcmp(args[1], "cuda") != 0 &&
+        strcmp(args[1], "auto") != 0)
+        return conf_invalid(p, cmd, args[1], "it must be one of cpu, cuda, auto");
+    return conf_set_str(p, cmd, args);
+}
+
+static int conf_set_fraction(struct conf_parser *p, const struct conf_cmd *cmd, char **args)
+{
+    char *end;
+    double v = strtod(args[1], &end);
+    if (end == args[1] || *end != '\0' || !(v > 0 && v <= 1))
+        return conf_invalid(p, cmd, args[1], "it must be a number in (0, 1]");
+    return conf_set_str(p, cmd, args);
+}
+
+static int conf_set_kvsize(struct conf_parser *p, const struct conf_cmd *cmd, char **args)
+{
+    if (gw_conf_parse_size(args[1]) <= 0)
+        return conf_invalid(p, cmd, args[1], NULL);
+    return conf_set_str(p, cmd, args);
+}
+
+static int conf_set_backoff(struct conf_parser *p, const struct conf_cmd *cmd, char **args)
+{
+    struct gw_model_conf *m = conf_base(p);
+    int64_t lo = gw_conf_parse_msec(args[1]), hi = gw_conf_parse_msec(args[2]);
+    if (lo < 0)
+        return conf_invalid(p, cmd, args[1], NULL);
+    if (hi < lo)
+        return conf_invalid(p, cmd, args[2], "the maximum must not be below the minimum");
+    m->restart_backoff_min_ms = lo;
+    m->restart_backoff_max_ms = hi;
+    return 0;
+}
+
+static int conf_set_max_restarts(struct conf_parser *p, const struct conf_cmd *cmd, char **args)
+{
+    struct gw_model_conf *m = conf_base(p);
+    int64_t n = conf_parse_int(args[1]);
+    if (n < 0 || n > INT_MAX)
+        return conf_invalid(p, cmd, args[1], NULL);
+    m->max_restarts = (int)n;
+    if (args[2] != NULL) {
+        int64_t w = gw_conf_parse_msec(args[2]);
+        if (w <= 0)
+            return conf_invalid(p, cmd, args[2], NULL);
+        m->max_restarts_window_ms = w;
+    }
+    return 0;
+}
+
+/* health_check interval=5s timeout=2s fails=3 passes=2; (any subset, any order) */
+static int conf_set_health(struct conf_parser *p, const struct conf_cmd *cmd, char **args)
+{
+    struct gw_health_conf *h = p->frame->ctx == CF_MODEL
+                               ? &((struct gw_model_conf *)conf_base(p))->health
+                               : &p->conf->health;
+    for (size_t i = 1; args[i]; i++) {
+        const char *a = args[i], *eq = strchr(a, '=');
+        if (eq == NULL)
+            return conf_invalid(p, cmd, a, "expected interval=, timeout=, fails= or passes=");
+        size_t kl = (size_t)(eq - a);
+        const char *v = eq + 1;
+        if (kl == 8 && strncmp(a, "interval", 8) == 0) {
+            if ((h->interval_ms = gw_conf_parse_msec(v)) <= 0)
+                return conf_invalid(p, cmd, a, NULL);
+        } else if (kl == 7 && strncmp(a, "timeout", 7) == 0) {
+            if ((h->timeout_ms = gw_conf_parse_msec(v)) <= 0)
+                return conf_invalid(p, cmd, a, NULL);
+        } else if (kl == 5 && strncmp(a, "fails", 5) == 0) {
+            int64_t n = conf_parse_int(v);
+            if (n < 1 || n > 1000)
+                return conf_invalid(p, cmd, a, "it must be from 1 to 1000");
+            h->fails = (int)n;
+        } else if (kl == 6 && strncmp(a, "passes", 6) == 0) {
+            int64_t n = conf_parse_int(v);
+            if (n < 1 || n > 1000)
+                return conf_invalid(p, cmd, a, "it must be from 1 to 1000");
+            h->passes = (int)n;
+        } else {
+            return conf_invalid(p, cmd, a, "expected interval=, timeout=, fails= or passes=");
+        }
+    }
+    h->set = 1;
+    return 0;
+}
+
+static void sig_add(char **s, const char *k, const char *v)
+{
+    char *n = xasprintf("%s%s=%s;", *s, k, v ? v : "-");
+    free(*s);
+    *s = n;
+}
+
+char *gw_model_conf_signature(const struct gw_model_conf *m)
+{
+    char *s = xstrdup(""), num[64];
+    sig_add(&s, "path", m->path);
+    snprintf(num, sizeof(num), "%d/%d/%d/%d/%d/%d/%d", m->replicas, m->task_set ? m->task : -1,
+             m->max_model_len, m->max_num_seqs, m->max_num_batched_tokens, m->threads,
+             m->max_restarts);
+    sig_add(&s, "nums", num);
+    for (size_t i = 0; i < m->n_gpus; i++)
+        sig_add(&s, "gpus", m->gpus[i]);
+    sig_add(&s, "device", m->device);
+    sig_add(&s, "dtype", m->dtype);
+    sig_add(&s, "gmu", m->gpu_memory_utilization);
+    sig_add(&s, "kv", m->kv_cache_memory);
+    for (size_t i = 0; i < m->n_served_names; i++)
+        sig_add(&s, "served", m->served_names[i]);
+    for (size_t i = 0; i < m->n_aliases; i++)
+        sig_add(&s, "alias", m->aliases[i]);
+    sig_add(&s, "rp", m->reasoning_parser);
+    sig_add(&s, "tp", m->tool_call_parser);
+    for (size_t i = 0; i < m->n_env; i++)
+        sig_add(&s, "env", m->env[i]);
+    sig_add(&s, "user", m->user);
+    sig_add(&s, "group", m->group);
+    sig_add(&s, "log", m->log);
+    return s;
 }
 
 static int conf_set_model(struct conf_parser *p, const struct conf_cmd *cmd, char **args)
@@ -975,6 +1213,14 @@ static int conf_set_model(struct conf_parser *p, const struct conf_cmd *cmd, cha
     m->timeout_ms = GW_CONF_UNSET;
     m->connect_timeout_ms = GW_CONF_UNSET;
     m->keepalive = GW_CONF_UNSET;
+    m->replicas = GW_CONF_UNSET;
+    m->threads = GW_CONF_UNSET;
+    m->queue_timeout_ms = GW_CONF_UNSET;
+    m->drain_timeout_ms = GW_CONF_UNSET;
+    m->restart_backoff_min_ms = GW_CONF_UNSET;
+    m->restart_backoff_max_ms = GW_CONF_UNSET;
+    m->max_restarts = GW_CONF_UNSET;
+    m->max_restarts_window_ms = GW_CONF_UNSET;
     m->pos = conf_pos(p);
     if (conf_name_add(p, m->name, "model", m->pos) == -1)
         return -1;
@@ -1303,6 +1549,10 @@ static int conf_set_include(struct conf_parser *p, const struct conf_cmd *cmd, c
 /* ---- load, defaults, free ------------------------------------------------------ */
 
 #define CONF_INIT(field, def) do { if ((field) == GW_CONF_UNSET) (field) = (def); } while (0)
+#define CONF_INIT_H(h) do { if ((h).interval_ms <= 0) (h).interval_ms = 5000; \
+                            if ((h).timeout_ms <= 0) (h).timeout_ms = 2000; \
+                            if ((h).fails <= 0) (h).fails = 3; \
+                            if ((h).passes <= 0) (h).passes = 2; } while (0)
 
 /* The one defaults pass: every UNSET field gets its default; models inherit
  * the http-level upstream settings. */
@@ -1323,6 +1573,7 @@ static void conf_init_defaults(struct gw_conf *conf)
     CONF_INIT(conf->shutdown_timeout_ms, 30000);
     CONF_INIT(conf->max_fails, 1);
     CONF_INIT(conf->fail_timeout_ms, 10000);
+    CONF_INIT_H(conf->health);
     if (conf->n_listens == 0) {
         conf->listens = xcalloc(1, sizeof(*conf->listens));
         conf->listens[0].addr = xstrdup("127.0.0.1:8000");
@@ -1332,7 +1583,18 @@ static void conf_init_defaults(struct gw_conf *conf)
     }
     for (size_t i = 0; i < conf->n_models; i++) {
         struct gw_model_conf *m = &conf->models[i];
+        m->task_set = m->task != GW_CONF_UNSET;
         CONF_INIT(m->task, GW_TASK_CHAT);
+        CONF_INIT(m->replicas, 1);
+        CONF_INIT(m->queue_timeout_ms, 30000);
+        CONF_INIT(m->drain_timeout_ms, 30000);
+        CONF_INIT(m->restart_backoff_min_ms, 1000);
+        CONF_INIT(m->restart_backoff_max_ms, 30000);
+        CONF_INIT(m->max_restarts, 5);
+        CONF_INIT(m->max_restarts_window_ms, 60000);
+        if (!m->health.set)
+            m->health = conf->health;
+        CONF_INIT_H(m->health);
         CONF_INIT(m->max_connections, 0);
         CONF_INIT(m->timeout_ms, conf->timeout_ms);
         CONF_INIT(m->connect_timeout_ms, conf->connect_timeout_ms);
@@ -1365,7 +1627,37 @@ static struct gw_conf *conf_new(const char *name)
 /* Parse <text> (or, when NULL, the file <path>) into a new conf; NULL with
  * <err> set on any error. One exit: the parser's scratch is always freed, the
  * conf unless it is returned. */
-static struct gw_conf *conf_load(const char *path, const char *text, char *err)
+/* Drop model <name> (hot unload): its names leave the namespace, so a route
+ * still naming it fails the reference check. */
+static int conf_remove_model(struct conf_parser *p, const char *name)
+{
+    struct gw_conf *conf = p->conf;
+    size_t i;
+    for (i = 0; i < conf->n_models; i++)
+        if (strcmp(conf->models[i].name, name) == 0)
+            break;
+    if (i == conf->n_models) {
+        snprintf(p->err, GW_CONF_ERRLEN, "model \"%s\" is not loaded", name);
+        return -1;
+    }
+    struct gw_model_conf *m = &conf->models[i];
+    for (size_t k = 0; k < p->n_names; k++) {
+        int own = p->names[k].name == m->name;
+        for (size_t j = 0; j < m->n_aliases; j++)
+            own |= p->names[k].name == m->aliases[j];
+        if (own) {
+            p->names[k].name = name;
+            p->names[k].kind = "unloaded model";
+        }
+    }
+    conf_model_free(m);
+    memmove(m, m + 1, (conf->n_models - i - 1) * sizeof(*m));
+    conf->n_models--;
+    return 0;
+}
+
+static struct gw_conf *conf_load(const char *path, const char *text, const char *extra,
+                                 char *const *removed, size_t n_removed, char *err)
 {
     struct conf_parser p;
     struct conf_frame f;
@@ -1407,6 +1699,17 @@ static struct gw_conf *conf_load(const char *path, const char *text, char *err)
         conf_error_at(&p, name, line, "no \"http\" block");
         goto done;
     }
+    if (extra != NULL) {
+        struct conf_frame hf;
+        memset(&hf, 0, sizeof(hf));
+        hf.ctx = CF_HTTP;
+        const char *xname = conf_files_add(conf, "(runtime)");
+        if (conf_parse_buffer(&p, &hf, xname, extra, strlen(extra)) == -1)
+            goto done;
+    }
+    for (size_t i = 0; i < n_removed; i++)
+        if (conf_remove_model(&p, removed[i]) == -1)
+            goto done;
     if (conf_check_refs(&p) == -1)
         goto done;
     conf_init_defaults(conf);
@@ -1423,12 +1726,48 @@ done:
 
 struct gw_conf *gw_conf_load(const char *path, char *err)
 {
-    return conf_load(path, NULL, err);
+    return conf_load(path, NULL, NULL, NULL, 0, err);
+}
+
+struct gw_conf *gw_conf_load_overlay(const char *path, const char *extra, char *const *removed,
+                                     size_t n_removed, char *err)
+{
+    return conf_load(path, NULL, extra, removed, n_removed, err);
 }
 
 struct gw_conf *gw_conf_load_string(const char *text, const char *name, char *err)
 {
-    return conf_load(name ? name : "(string)", text, err);
+    return conf_load(name ? name : "(string)", text, NULL, NULL, 0, err);
+}
+
+static void conf_model_free(struct gw_model_conf *m)
+{
+    free(m->name);
+    for (size_t j = 0; j < m->n_upstreams; j++)
+        free(m->upstreams[j]);
+    free(m->upstreams);
+    for (size_t j = 0; j < m->n_aliases; j++)
+        free(m->aliases[j]);
+    free(m->aliases);
+    for (size_t j = 0; j < m->n_gpus; j++)
+        free(m->gpus[j]);
+    free(m->gpus);
+    for (size_t j = 0; j < m->n_served_names; j++)
+        free(m->served_names[j]);
+    free(m->served_names);
+    for (size_t j = 0; j < m->n_env; j++)
+        free(m->env[j]);
+    free(m->env);
+    free(m->path);
+    free(m->device);
+    free(m->dtype);
+    free(m->gpu_memory_utilization);
+    free(m->kv_cache_memory);
+    free(m->reasoning_parser);
+    free(m->tool_call_parser);
+    free(m->user);
+    free(m->group);
+    free(m->log);
 }
 
 void gw_conf_free(struct gw_conf *conf)
@@ -1438,16 +1777,8 @@ void gw_conf_free(struct gw_conf *conf)
     for (size_t i = 0; i < conf->n_listens; i++)
         free(conf->listens[i].addr);
     free(conf->listens);
-    for (size_t i = 0; i < conf->n_models; i++) {
-        struct gw_model_conf *m = &conf->models[i];
-        free(m->name);
-        for (size_t j = 0; j < m->n_upstreams; j++)
-            free(m->upstreams[j]);
-        free(m->upstreams);
-        for (size_t j = 0; j < m->n_aliases; j++)
-            free(m->aliases[j]);
-        free(m->aliases);
-    }
+    for (size_t i = 0; i < conf->n_models; i++)
+        conf_model_free(&conf->models[i]);
     free(conf->models);
     for (size_t i = 0; i < conf->n_routes; i++) {
         struct gw_route_conf *r = &conf->routes[i];
@@ -1461,6 +1792,8 @@ void gw_conf_free(struct gw_conf *conf)
     free(conf->routes);
     free(conf->pid_file);
     free(conf->admin_socket);
+    free(conf->worker_binary);
+    free(conf->runtime_dir);
     free(conf->error_log);
     free(conf->access_log);
     for (size_t i = 0; i < conf->n_files; i++)

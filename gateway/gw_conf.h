@@ -39,6 +39,39 @@ struct gw_model_conf {
     int64_t timeout_ms;         /* whole request incl. stream; default from http timeout */
     int64_t connect_timeout_ms; /* default from http connect_timeout */
     int    keepalive;           /* idle upstream connections kept per backend; default from http */
+    int    task_set;            /* "task" was given (else the worker reads config.json) */
+    /* spawned workers ("path" instead of "upstream") */
+    char  *path;                /* model folder, or NULL for external upstreams */
+    int    replicas;            /* default 1 */
+    char **gpus;                /* per replica CUDA_VISIBLE_DEVICES ("" = cpu); n_gpus entries */
+    size_t n_gpus;              /* 0: inherit; 1: every replica the same; else == replicas */
+    char  *device;              /* cpu|cuda|auto or NULL (cpu when gpus is cpu) */
+    char  *dtype;               /* stored, not passed (the worker has no flag) */
+    int    max_model_len;       /* 0 = worker default */
+    int    max_num_seqs;
+    int    max_num_batched_tokens;
+    char  *gpu_memory_utilization;  /* stored, not passed */
+    char  *kv_cache_memory;     /* --kv-cache-memory */
+    int    threads;             /* --threads; -1 = worker default */
+    char **served_names;        /* extra --served-name */
+    size_t n_served_names;
+    char  *reasoning_parser;
+    char  *tool_call_parser;
+    char **env;                 /* "NAME=VALUE" */
+    size_t n_env;
+    char  *user, *group;
+    char  *log;                 /* own log file, or NULL: the error log with a [model#r] prefix */
+    int64_t queue_timeout_ms;   /* default 30s */
+    int64_t drain_timeout_ms;   /* default 30s */
+    int64_t restart_backoff_min_ms, restart_backoff_max_ms;  /* default 1s, 30s */
+    int    max_restarts;        /* default 5 */
+    int64_t max_restarts_window_ms;  /* default 60s */
+    struct gw_health_conf {
+        int64_t interval_ms, timeout_ms;
+        int fails, passes;
+        int set;                /* given in this block (model) or in http */
+    } health;
+    void  *sup_inst;            /* runtime: the supervisor's instance (not owned) */
     struct gw_conf_pos pos;
 };
 
@@ -89,6 +122,9 @@ struct gw_conf {
     int64_t shutdown_timeout_ms;      /* graceful stop bound; default 30s */
     int     max_fails;                /* passive health: failures that take a backend down; default 1 */
     int64_t fail_timeout_ms;          /* how long a down backend is skipped; default 10s */
+    char   *worker_binary;            /* default: llmux-worker next to the llmux binary */
+    char   *runtime_dir;              /* worker sockets; default /tmp/llmux-PID */
+    struct gw_health_conf health;     /* http-level health_check (inherited by models) */
 
     struct gw_model_conf *models;
     size_t  n_models;
@@ -102,6 +138,14 @@ struct gw_conf {
  * and that splits/fallbacks name existing models. Defaults are applied. */
 struct gw_conf *gw_conf_load(const char *path, char *err);
 /* Same, from a string; <name> is used as the file name in messages. */
+/* Same, plus the model blocks in <extra> (http context, may be NULL) and
+ * without the models named in <removed> (n_removed; a route still naming one
+ * is an error). Used by hot load/unload. */
+struct gw_conf *gw_conf_load_overlay(const char *path, const char *extra, char *const *removed,
+                                     size_t n_removed, char *err);
+/* A string describing everything a spawned model's workers depend on: two
+ * blocks with equal signatures need no restart on reload (caller frees). */
+char *gw_model_conf_signature(const struct gw_model_conf *m);
 struct gw_conf *gw_conf_load_string(const char *text, const char *name, char *err);
 void gw_conf_free(struct gw_conf *conf);
 

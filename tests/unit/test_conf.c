@@ -20,6 +20,7 @@
 #define H(body) "http {\n" body "\n}\n"             /* body starts on line 2 */
 #define HM(body) "http {\n" M body "\n}\n"          /* body starts on line 3 */
 #define MB(body) H("model m {\nupstream http://127.0.0.1:8001;\n" body "\n}")  /* line 4 */
+#define PB(body) H("model m {\npath /models/m;\n" body "\n}")  /* line 4 */
 #define RB(body) HM("model n { upstream unix:/tmp/n.sock; }\nroute r {\n" body "\n}")  /* line 5 */
 
 struct conf_case {
@@ -137,8 +138,8 @@ static const struct conf_case cases[] = {
     { MB("upstream unix:;"), "the socket path is empty" },
     { MB("upstream unix:run/w.sock;"), "the socket path must be absolute" },
     { H("listen unix:run/llmux.sock;"), NULL },
-    { H("model m {\n}"), "t.conf:2: model \"m\" has no \"upstream\"" },
-    { H("model m {\nalias x;\n}"), "t.conf:2: model \"m\" has no \"upstream\"" },
+    { H("model m {\n}"), "t.conf:2: model \"m\" has neither \"upstream\" nor \"path\"" },
+    { H("model m {\nalias x;\n}"), "t.conf:2: model \"m\" has neither \"upstream\" nor \"path\"" },
     { H("model m;"), "t.conf:2: directive \"model\" has no opening \"{\"" },
     { H("model {\nupstream http://a;\n}"), "t.conf:2: invalid number of arguments in \"model\" directive" },
     { H("model a b {\nupstream http://a;\n}"), "invalid number of arguments in \"model\"" },
@@ -166,6 +167,35 @@ static const struct conf_case cases[] = {
     { MB("model x {\nupstream http://a;\n}"), "\"model\" directive is not allowed here" },
     { MB("upstrem http://a;"), "t.conf:4: unknown directive \"upstrem\"; did you mean \"upstream\"?" },
     { MB("upstream_keepalive 3;"), "\"upstream_keepalive\" directive is not allowed here" },
+
+    /* ---- spawned workers */
+    { PB("replicas 2;\ngpus 0,1 | 2,3;\ndevice cuda;\ndtype bfloat16;\nmax_model_len 8192;\n"
+         "max_num_seqs 16;\nmax_num_batched_tokens 1024;\ngpu_memory_utilization 0.6;\n"
+         "served_name a;\nserved_name b;\nreasoning_parser qwen3;\ntool_call_parser hermes;\n"
+         "env A=1;\nenv B=x=y;\nuser nobody;\ngroup nogroup;\nlog /tmp/m.log;\nqueue_timeout 5s;\n"
+         "drain_timeout 10s;\nrestart_backoff 1s 30s;\nmax_restarts 5 60s;\n"
+         "health_check interval=1s timeout=500ms fails=2 passes=1;\nkv_cache_memory 64m;\nthreads 2;"),
+      NULL },
+    { PB("gpus cpu;"), NULL },
+    { PB("gpus 0|1;\nreplicas 2;"), NULL },
+    { PB("gpus 0 | 1;"), "t.conf:2: model \"m\": \"gpus\" lists 2 replica(s) but \"replicas\" is 1" },
+    { PB("gpus 0,,1;"), "invalid value \"0,,1\" in \"gpus\" directive" },
+    { PB("gpus 0 |;"), "in \"gpus\" directive, an empty replica list" },
+    { PB("gpus x;"), "invalid value \"x\" in \"gpus\" directive, it must be \"cpu\" or GPU numbers" },
+    { PB("replicas 0;"), "invalid value \"0\" in \"replicas\" directive, it must be from 1 to 64" },
+    { PB("device tpu;"), "invalid value \"tpu\" in \"device\" directive, it must be one of cpu, cuda, auto" },
+    { PB("gpu_memory_utilization 1.5;"), "it must be a number in (0, 1]" },
+    { PB("env NOEQ;"), "invalid value \"NOEQ\" in \"env\" directive, it must be NAME=VALUE" },
+    { PB("restart_backoff 5s 1s;"), "the maximum must not be below the minimum" },
+    { PB("restart_backoff 5s;"), "invalid number of arguments in \"restart_backoff\"" },
+    { PB("max_restarts x;"), "invalid value \"x\" in \"max_restarts\"" },
+    { PB("health_check interval=0;"), "invalid value \"interval=0\" in \"health_check\"" },
+    { PB("health_check every=1s;"), "expected interval=, timeout=, fails= or passes=" },
+    { PB("kv_cache_memory lots;"), "invalid value \"lots\" in \"kv_cache_memory\"" },
+    { PB("upstream http://a;"), "t.conf:2: model \"m\" has both \"upstream\" and \"path\"" },
+    { H("worker_binary /usr/bin/llmux-worker;\nruntime_dir /run/llmux;\nhealth_check interval=2s;"), NULL },
+    { "admin_socket /run/llmux/admin.sock;\n" H(""), NULL },
+    { "admin_socket a b;\n" H(""), "invalid number of arguments in \"admin_socket\"" },
 
     /* ---- names share one namespace */
     { H("model qwen3 {\nupstream http://a;\n}\nmodel qwen3 {\nupstream http://b;\n}"),
@@ -616,6 +646,11 @@ static const char *const all_directives[] = {
     "upstream_keepalive", "max_attempts", "max_fails", "fail_timeout", "shutdown_timeout",
     "model", "route", "upstream", "alias", "task", "max_connections", "keepalive",
     "split", "sticky", "fallback",
+    "worker_binary", "runtime_dir", "health_check", "path", "replicas", "gpus", "device",
+    "dtype", "max_model_len", "max_num_seqs", "max_num_batched_tokens",
+    "gpu_memory_utilization", "kv_cache_memory", "threads", "served_name", "reasoning_parser",
+    "tool_call_parser", "env", "user", "group", "log", "queue_timeout", "drain_timeout",
+    "restart_backoff", "max_restarts",
 };
 
 static char *read_all(const char *path)
