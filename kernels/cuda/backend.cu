@@ -45,6 +45,8 @@ static void cuda_free(struct kn_backend *be)
         cublasDestroy(c->cublas);
     if (c->stream)
         cudaStreamDestroy(c->stream);
+    if (c->work)
+        cudaFree(c->work);
     free(c);
     be->ctx = NULL;
 }
@@ -58,12 +60,33 @@ static int cuda_init(struct kn_backend *be)
     if (CUDA_CHECK(cudaSetDevice(be->device)) < 0 ||
         CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) < 0 ||
         CUBLAS_CHECK(cublasCreate(&c->cublas)) < 0 ||
-        CUBLAS_CHECK(cublasSetStream(c->cublas, c->stream)) < 0)
+        CUBLAS_CHECK(cublasSetStream(c->cublas, c->stream)) < 0 ||
+        CUDA_CHECK(cudaDeviceGetAttribute(&c->n_sm, cudaDevAttrMultiProcessorCount,
+                                          be->device)) < 0)
         goto err;
     return 0;
 err:
     cuda_free(be);
     return -1;
+}
+
+void *kn_cuda_work(struct kn_backend *be, size_t nbytes)
+{
+    struct kn_cuda_ctx *c = kn_cuda_ctx_of(be);
+    if (nbytes <= c->work_bytes)
+        return c->work;
+    size_t want = nbytes + nbytes / 2;
+    /* queued ops may still read the old buffer */
+    if (CUDA_CHECK(cudaStreamSynchronize(c->stream)) < 0)
+        return NULL;
+    if (c->work)
+        CUDA_CHECK(cudaFree(c->work));
+    c->work = NULL;
+    c->work_bytes = 0;
+    if (CUDA_CHECK(cudaMalloc(&c->work, want)) < 0)
+        return NULL;
+    c->work_bytes = want;
+    return c->work;
 }
 
 static void *cuda_alloc(struct kn_backend *be, size_t nbytes)
@@ -105,17 +128,21 @@ static int cuda_sync(struct kn_backend *be)
     return CUDA_CHECK(cudaStreamSynchronize(kn_cuda_ctx_of(be)->stream));
 }
 
-/* Elementwise and row ops take any float dtypes; matmul goes through
- * cublasGemmEx, which wants A and B of one type and C of that type or f32. */
+/* Elementwise, row and index ops take any float dtypes; matmul goes through
+ * cublasGemmEx, which wants A and B of one type and C of that type or f32;
+ * attention keeps a head in registers (D <= KN_CUDA_ATTN_MAX_D), routing a
+ * row of experts in shared memory. */
 static int cuda_supports_op(struct kn_backend *be, enum kn_op op, const struct kn_tensor *dst,
                             const struct kn_tensor *const src[KN_MAX_SRC])
 {
     if (op == KN_OP_MATMUL)
         return src[0]->dtype == src[1]->dtype &&
                (dst->dtype == src[0]->dtype || dst->dtype == KN_F32);
-    /* the chat worker ops (kv_store .. moe_route) come with issue 6; their
-     * vtable entries stay NULL until then */
-    return (unsigned)op <= KN_OP_CONVERT;
+    if (op == KN_OP_PAGED_ATTENTION)
+        return src[0]->shape[2] <= KN_CUDA_ATTN_MAX_D;
+    if (op == KN_OP_MOE_ROUTE)
+        return src[0]->shape[src[0]->ndim - 1] <= KN_CUDA_ROUTE_MAX_E;
+    return (unsigned)op < KN_OP_COUNT;
 }
 
 extern "C" const struct kn_backend_ops kn_cuda_ops = {
@@ -137,4 +164,10 @@ extern "C" const struct kn_backend_ops kn_cuda_ops = {
     /* .embed        = */ kn_cuda_embed,
     /* .add          = */ kn_cuda_add,
     /* .convert      = */ kn_cuda_convert,
+    /* .set_threads  = */ NULL,
+    /* .kv_store     = */ kn_cuda_kv_store,
+    /* .paged_attention = */ kn_cuda_paged_attention,
+    /* .gather_rows  = */ kn_cuda_gather_rows,
+    /* .scatter_add_rows = */ kn_cuda_scatter_add_rows,
+    /* .moe_route    = */ kn_cuda_moe_route,
 };

@@ -2,7 +2,8 @@
  * kn_cuda.h -- shared by the cuda backend's .cu files only: the backend
  * context, CUDA_CHECK, dtype loads/stores and block reductions for kernels,
  * and the per-family entry points backend.cu puts in the vtable. Each family
- * file (matmul.cu, norm.cu, rope.cu, softmax.cu, elementwise.cu) has three
+ * file (matmul.cu, norm.cu, rope.cu, softmax.cu, elementwise.cu, paged.cu,
+ * route.cu) has three
  * layers: the kernel, a launcher taking a cudaStream_t, and an entry point
  * that asserts what kn_backend.c already validated. No host data here.
  */
@@ -23,7 +24,14 @@ extern "C" {
 struct kn_cuda_ctx {
     cudaStream_t stream;        /* every op and copy of this backend, in order */
     cublasHandle_t cublas;      /* bound to stream */
+    int n_sm;                   /* multiprocessors of the device */
+    void *work;                 /* scratch of ops (split attention partials) */
+    size_t work_bytes;
 };
+
+/* ctx->work of at least <nbytes>, grown (after a stream sync) when smaller;
+ * NULL (logged) on OOM. Valid until the next call. */
+void *kn_cuda_work(struct kn_backend *be, size_t nbytes);
 
 /* 0, or -1 after logging "file:line: expr: error string". */
 int kn_cuda_check(cudaError_t err, const char *expr, const char *file, int line);
@@ -124,5 +132,24 @@ int kn_cuda_embed(struct kn_backend *be, struct kn_tensor *y, const struct kn_te
 int kn_cuda_add(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *a,
                 const struct kn_tensor *b);
 int kn_cuda_convert(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x);
+/* paged.cu */
+int kn_cuda_kv_store(struct kn_backend *be, struct kn_tensor *k_cache, struct kn_tensor *v_cache,
+                     const struct kn_tensor *k, const struct kn_tensor *v,
+                     const struct kn_tensor *slots);
+int kn_cuda_paged_attention(struct kn_backend *be, struct kn_tensor *out, const struct kn_tensor *q,
+                            const struct kn_tensor *k_cache, const struct kn_tensor *v_cache,
+                            const struct kn_tensor *block_table, const struct kn_tensor *seq,
+                            const struct kn_tensor *pos, int block_size, float scale, int window);
+/* largest head dim paged_attention takes */
+#define KN_CUDA_ATTN_MAX_D 256
+/* route.cu */
+int kn_cuda_gather_rows(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                        const struct kn_tensor *idx);
+int kn_cuda_scatter_add_rows(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                             const struct kn_tensor *idx, const struct kn_tensor *w);
+int kn_cuda_moe_route(struct kn_backend *be, struct kn_tensor *ids, struct kn_tensor *weights,
+                      const struct kn_tensor *logits, int k, int norm);
+/* most experts moe_route takes (one warp's shared row) */
+#define KN_CUDA_ROUTE_MAX_E 4096
 
 #endif

@@ -4,6 +4,13 @@
  * and the forward pass as a sequence of kernels/ ops. The model never loops
  * over tensor elements; the host only prepares small index arrays (slots
  * from block tables, token order per expert).
+ * Dtypes: the cpu backend runs everything in f32 on the weights as stored.
+ * Elsewhere cuBLAS wants matmul operands of one dtype: by default weight
+ * matrices are converted to f32 on the device (matches the f32 goldens);
+ * with LLMUX_MODEL_LOWP set, the matmul inputs and the KV cache take the
+ * weights' dtype (bf16) while the residual stream, matmul outputs, norms,
+ * rope and logits stay f32 (on the tiny golden models that is 5e-2..9e-2
+ * off in logprobs, measured with this plan on the cpu backend).
  */
 #include <math.h>
 #include <stdint.h>
@@ -40,7 +47,8 @@ struct model {
     struct st_set st;
     struct kn_tensor embed, final_norm, lm_head;
     struct layer *layers;
-    enum kn_dtype act_dt, kv_dt;
+    enum kn_dtype act_dt, kv_dt;    /* residual stream and matmul outputs; cache */
+    enum kn_dtype mm_dt;            /* matmul inputs (h, att, a) and weights */
     int block_size, n_slots;
     /* rope table (rope_rows, rope_dim) f32 */
     float *rope_host;
@@ -89,6 +97,21 @@ static int load_weight(struct model *m, struct kn_tensor *t, const char *name, i
     size_t esize = kn_dtype_size(s->dtype);
     if (m->host && ((uintptr_t)s->data % esize) == 0) {
         *t = kn_tensor_host(s->dtype, ndim, want, (void *)(uintptr_t)s->data);
+        return 0;
+    }
+    if (!m->host && ndim == 2 && s->dtype != m->mm_dt) {
+        /* a matrix of another dtype than the model's: converted once on the device */
+        struct kn_tensor tmp;
+        int rc = kn_tensor_alloc(&tmp, m->be, s->dtype, ndim, want);
+        rc = rc < 0 ? -1 : kn_tensor_set(&tmp, s->data) < 0 ||
+                           kn_tensor_alloc(t, m->be, m->mm_dt, ndim, want) < 0 ||
+                           kn_convert(m->be, t, &tmp) < 0 || kn_backend_sync(m->be) < 0 ? -1 : 0;
+        kn_tensor_free(&tmp);
+        if (rc < 0) {
+            snprintf(err, errlen, "tensor %s: cannot convert it to %s on the %s backend", name,
+                     kn_dtype_name(m->mm_dt), m->be->ops->name);
+            return -1;
+        }
         return 0;
     }
     if (kn_tensor_alloc(t, m->be, s->dtype, ndim, want) < 0 || kn_tensor_set(t, s->data) < 0) {
@@ -201,10 +224,16 @@ struct model *model_load(const char *dir, struct kn_backend *be, char *err, size
     m->host = strcmp(be->ops->name, "cpu") == 0;
     m->act_dt = KN_F32;
     m->kv_dt = KN_F32;
+    m->mm_dt = KN_F32;
     if (model_config_load(&m->cfg, dir, err, errlen) < 0)
         goto fail;
     if (st_open_dir(&m->st, dir, err, errlen) < 0)
         goto fail;
+    if (!m->host && getenv("LLMUX_MODEL_LOWP")) {
+        const struct st_tensor *e = st_find(&m->st, "model.embed_tokens.weight");
+        if (e && (e->dtype == KN_BF16 || e->dtype == KN_F16))
+            m->mm_dt = m->kv_dt = e->dtype;
+    }
     if (load_weights(m, err, errlen) < 0)
         goto fail;
     int first = m->cfg.max_position_embeddings < 4096 ? m->cfg.max_position_embeddings : 4096;
@@ -503,16 +532,16 @@ static int reserve_all(struct model *m, int64_t T, int64_t n_logits)
     const struct model_config *c = &m->cfg;
     int64_t hd = c->hidden_size, qd = (int64_t)c->n_heads * c->head_dim;
     int64_t kd = (int64_t)c->n_kv_heads * c->head_dim;
-    enum kn_dtype a = m->act_dt;
-    if (buf_reserve(m, &m->x, a, T * hd) < 0 || buf_reserve(m, &m->h, a, T * hd) < 0 ||
+    enum kn_dtype a = m->act_dt, mm = m->mm_dt;
+    if (buf_reserve(m, &m->x, a, T * hd) < 0 || buf_reserve(m, &m->h, mm, T * hd) < 0 ||
         buf_reserve(m, &m->q, a, T * qd) < 0 || buf_reserve(m, &m->k, a, T * kd) < 0 ||
-        buf_reserve(m, &m->v, a, T * kd) < 0 || buf_reserve(m, &m->att, a, T * qd) < 0 ||
+        buf_reserve(m, &m->v, a, T * kd) < 0 || buf_reserve(m, &m->att, mm, T * qd) < 0 ||
         buf_reserve(m, &m->o, a, T * hd) < 0 ||
         buf_reserve(m, &m->g, a, T * c->intermediate_size) < 0 ||
         buf_reserve(m, &m->u, a, T * c->intermediate_size) < 0 ||
-        buf_reserve(m, &m->a, a, T * c->intermediate_size) < 0 ||
+        buf_reserve(m, &m->a, mm, T * c->intermediate_size) < 0 ||
         buf_reserve(m, &m->xl, a, n_logits * hd) < 0 || buf_reserve(m, &m->ol, a, n_logits * hd) < 0 ||
-        buf_reserve(m, &m->hl, a, n_logits * hd) < 0)
+        buf_reserve(m, &m->hl, mm, n_logits * hd) < 0)
         return -1;
     if (!m->host && buf_reserve(m, &m->logits, KN_F32, n_logits * c->vocab_size) < 0)
         return -1;
@@ -521,8 +550,8 @@ static int reserve_all(struct model *m, int64_t T, int64_t n_logits)
         int64_t n = T * c->n_experts_per_tok, md = c->moe_intermediate_size;
         if (buf_reserve(m, &m->rl, KN_F32, T * c->n_experts) < 0 ||
             buf_reserve(m, &m->rids, KN_I32, n) < 0 || buf_reserve(m, &m->rw, KN_F32, n) < 0 ||
-            buf_reserve(m, &m->mx, a, n * hd) < 0 || buf_reserve(m, &m->mg, a, n * md) < 0 ||
-            buf_reserve(m, &m->mu, a, n * md) < 0 || buf_reserve(m, &m->ma, a, n * md) < 0 ||
+            buf_reserve(m, &m->mx, mm, n * hd) < 0 || buf_reserve(m, &m->mg, a, n * md) < 0 ||
+            buf_reserve(m, &m->mu, a, n * md) < 0 || buf_reserve(m, &m->ma, mm, n * md) < 0 ||
             buf_reserve(m, &m->my, a, n * hd) < 0)
             return -1;
         if (!m->h_count)
