@@ -1,6 +1,8 @@
 /*
  * test_cuda_ops.c -- every cuda op against its cpu twin on random shapes
- * (odd sizes, decode M=1, Qwen3-0.6B-sized rows, column-slice views): the
+ * (odd sizes, decode M=1, Qwen3-0.6B-sized rows, column-slice views; for
+ * the chat worker ops also block-boundary and long paged contexts, repeated
+ * and bad indices, routing ties; their outputs poisoned with NaN first): the
  * same rounded inputs go to both backends and the outputs must agree within
  * atol + rtol*|ref|; the first 5 mismatches are printed. Prints TAP
  * "1..0 # SKIP no CUDA device" when no device is visible (CI has no GPU).
@@ -303,6 +305,261 @@ static void test_elementwise(void)
     }
 }
 
+/* ---- chat worker ops ------------------------------------------------------------ */
+
+/* Both halves filled with all-ones bytes (NaN in every float dtype), so an
+ * element the op does not write shows as a mismatch. */
+static void twin_poison(struct twin *t)
+{
+    size_t nb = (size_t)kn_tensor_nelem(&t->h) * kn_dtype_size(t->h.dtype);
+    memset(t->h.data, 0xff, nb);
+    if (kn_tensor_set(&t->d, t->h.data) < 0)
+        exit(1);
+}
+
+static void test_kv_store(void)
+{
+    static const enum kn_dtype cdt[] = { KN_BF16, KN_F16, KN_F32 };
+    for (int i = 0; i < 6; i++) {
+        enum kn_dtype kdt = i & 1 ? KN_BF16 : KN_F32, c = cdt[i % 3];
+        int64_t T = i == 0 ? 1 : irand(2, 40), Hk = irand(1, 8), D = i == 5 ? 128 : irand(1, 80);
+        int64_t n_slots = T + irand(0, 50), H = irand(1, 4) * Hk;
+        int32_t *sl = xmalloc((size_t)T * sizeof(int32_t));
+        for (int64_t t = 0; t < T; t++)     /* distinct slots: a stride through the cache */
+            sl[t] = (int32_t)((t * 7 + 3) % n_slots);
+        int clash = 0;
+        for (int64_t a = 0; a < T; a++)
+            for (int64_t b = a + 1; b < T; b++)
+                clash |= sl[a] == sl[b];
+        if (clash)
+            for (int64_t t = 0; t < T; t++)
+                sl[t] = (int32_t)t;
+        if (i == 4)
+            sl[T - 1] = (int32_t)n_slots;   /* out of range: skipped on both (cpu: -1) */
+        struct twin slots = twin_new(KN_I32, 1, (int64_t[]){ T }, 0, sl);
+        /* k and v are head slices of a fused qkv (T, (H + 2 Hk) D) */
+        int64_t W = (H + 2 * Hk) * D;
+        struct twin qkv = twin_new(kdt, 2, (int64_t[]){ T, W }, 2.0f, NULL);
+        struct twin k = twin_view(&qkv, 3, (int64_t[]){ T, Hk, D }, (int64_t[]){ W, D, 1 }, H * D);
+        struct twin v = twin_view(&qkv, 3, (int64_t[]){ T, Hk, D }, (int64_t[]){ W, D, 1 },
+                                  (H + Hk) * D);
+        struct twin kc = twin_new(c, 3, (int64_t[]){ n_slots, Hk, D }, 1.0f, NULL);
+        struct twin vc = twin_new(c, 3, (int64_t[]){ n_slots, Hk, D }, 1.0f, NULL);
+        char what[128];
+        snprintf(what, sizeof(what), "kv_store %s -> %s cache T %lld Hkv %lld D %lld%s",
+                 kn_dtype_name(kdt), kn_dtype_name(c), (long long)T, (long long)Hk, (long long)D,
+                 i == 4 ? " (one bad slot)" : "");
+        int rc = kn_kv_store(cpu, &kc.h, &vc.h, &k.h, &v.h, &slots.h);
+        ok(rc == (i == 4 ? -1 : 0) && kn_kv_store(gpu, &kc.d, &vc.d, &k.d, &v.d, &slots.d) == 0,
+           "%s runs", what);
+        twin_same(what, &kc, 0, 0);             /* a conversion: exact */
+        twin_same("kv_store v cache", &vc, 0, 0);
+        twin_free(&slots);
+        twin_free(&qkv);
+        twin_free(&kc);
+        twin_free(&vc);
+        free(sl);
+    }
+}
+
+/* One paged attention trial: <ns> sequences of lengths len[], each with its
+ * last n_new[] tokens as queries (decode: 1), blocks scattered through the
+ * cache. bad: 1 = a token of an unknown sequence, 2 = a hole in a block table. */
+static void attn_case(const char *tag, int ns, const int *len, const int *n_new, int64_t H,
+                      int64_t Hk, int64_t D, int bs, int window, enum kn_dtype qdt,
+                      enum kn_dtype cdt, enum kn_dtype odt, int bad)
+{
+    int max_blocks = 0, total_blocks = 0, T = 0;
+    for (int s = 0; s < ns; s++) {
+        int nb = (len[s] + bs - 1) / bs;
+        max_blocks = nb > max_blocks ? nb : max_blocks;
+        total_blocks += nb;
+        T += n_new[s];
+    }
+    max_blocks += 1;                            /* a spare column, as real tables have */
+    int64_t n_blocks = total_blocks + 3, n_slots = n_blocks * bs;
+    int32_t *perm = xmalloc((size_t)n_blocks * sizeof(int32_t));
+    int32_t *bt = xmalloc((size_t)ns * max_blocks * sizeof(int32_t));
+    int32_t *seq = xmalloc((size_t)T * sizeof(int32_t)), *pos = xmalloc((size_t)T * sizeof(int32_t));
+    for (int64_t b = 0; b < n_blocks; b++)
+        perm[b] = (int32_t)b;
+    for (int64_t b = n_blocks - 1; b > 0; b--) {
+        int64_t j = irand(0, b);
+        int32_t x = perm[b];
+        perm[b] = perm[j];
+        perm[j] = x;
+    }
+    for (int s = 0, used = 0, t = 0; s < ns; s++) {
+        int nb = (len[s] + bs - 1) / bs;
+        for (int j = 0; j < max_blocks; j++)
+            bt[s * max_blocks + j] = j < nb ? perm[used + j] : -1;
+        used += nb;
+        for (int j = 0; j < n_new[s]; j++, t++) {
+            seq[t] = s;
+            pos[t] = len[s] - n_new[s] + j;
+        }
+    }
+    if (bad == 1)
+        seq[T - 1] = ns;
+    if (bad == 2)
+        bt[0] = -1;
+    struct twin tb = twin_new(KN_I32, 2, (int64_t[]){ ns, max_blocks }, 0, bt);
+    struct twin ts = twin_new(KN_I32, 1, (int64_t[]){ T }, 0, seq);
+    struct twin tp = twin_new(KN_I32, 1, (int64_t[]){ T }, 0, pos);
+    /* q is the first H heads of a fused qkv row */
+    int64_t W = (H + 2 * Hk) * D;
+    struct twin qkv = twin_new(qdt, 2, (int64_t[]){ T, W }, 2.0f, NULL);
+    struct twin q = twin_view(&qkv, 3, (int64_t[]){ T, H, D }, (int64_t[]){ W, D, 1 }, 0);
+    struct twin kc = twin_new(cdt, 3, (int64_t[]){ n_slots, Hk, D }, 2.0f, NULL);
+    struct twin vc = twin_new(cdt, 3, (int64_t[]){ n_slots, Hk, D }, 1.0f, NULL);
+    struct twin out = twin_new(odt, 3, (int64_t[]){ T, H, D }, 1.0f, NULL);
+    twin_poison(&out);
+    float scale = (float)(1.0 / sqrt((double)D));
+    char what[192];
+    snprintf(what, sizeof(what), "paged_attention %s: q %s cache %s out %s, %d seqs, T %d, "
+             "H %lld/%lld D %lld bs %d max len %d window %d%s", tag, kn_dtype_name(qdt),
+             kn_dtype_name(cdt), kn_dtype_name(odt), ns, T, (long long)H, (long long)Hk,
+             (long long)D, bs, len[0], window, bad ? " (bad index: zero rows)" : "");
+    int rc = kn_paged_attention(cpu, &out.h, &q.h, &kc.h, &vc.h, &tb.h, &ts.h, &tp.h, bs, scale,
+                                window);
+    ok(rc == (bad ? -1 : 0) &&
+       kn_paged_attention(gpu, &out.d, &q.d, &kc.d, &vc.d, &tb.d, &ts.d, &tp.d, bs, scale,
+                          window) == 0, "%s runs", what);
+    /* f32 sums in another order, online rescaling: far under 1e-4 of |v| ~ 1 */
+    twin_same(what, &out, 2e-5, rtol_of(odt, 1e-4));
+    twin_free(&tb);
+    twin_free(&ts);
+    twin_free(&tp);
+    twin_free(&qkv);
+    twin_free(&kc);
+    twin_free(&vc);
+    twin_free(&out);
+    free(perm);
+    free(bt);
+    free(seq);
+    free(pos);
+}
+
+static void test_paged_attention(void)
+{
+    /* decode: one query per sequence; lengths at and around block boundaries */
+    attn_case("decode", 3, (int[]){ 16, 17, 1 }, (int[]){ 1, 1, 1 }, 8, 2, 64, 16, 0,
+              KN_F32, KN_F32, KN_F32, 0);
+    attn_case("decode", 4, (int[]){ 32, 31, 33, 5 }, (int[]){ 1, 1, 1, 1 }, 16, 8, 128, 16, 0,
+              KN_BF16, KN_BF16, KN_BF16, 0);
+    attn_case("decode GQA 6", 2, (int[]){ 100, 7 }, (int[]){ 1, 1 }, 12, 2, 80, 7, 0,
+              KN_F32, KN_F16, KN_F32, 0);
+    /* long contexts: the split over KV ranges with the combine pass */
+    attn_case("decode long", 1, (int[]){ 3001 }, (int[]){ 1 }, 32, 8, 128, 16, 0,
+              KN_F32, KN_BF16, KN_F32, 0);
+    attn_case("decode long", 2, (int[]){ 2048, 1537 }, (int[]){ 1, 1 }, 4, 4, 256, 32, 0,
+              KN_F32, KN_F32, KN_F32, 0);
+    attn_case("decode long window", 1, (int[]){ 2500 }, (int[]){ 1 }, 8, 1, 64, 16, 100,
+              KN_F32, KN_BF16, KN_F32, 0);
+    attn_case("decode G 32", 1, (int[]){ 700 }, (int[]){ 1 }, 32, 1, 32, 16, 0,
+              KN_F32, KN_F32, KN_F32, 0);
+    /* prefill: tiles of tokens sharing K/V chunks, causal, runs of several sequences */
+    attn_case("prefill", 1, (int[]){ 77 }, (int[]){ 77 }, 4, 2, 16, 4, 0,
+              KN_F32, KN_F32, KN_F32, 0);
+    attn_case("prefill", 3, (int[]){ 40, 9, 33 }, (int[]){ 40, 9, 20 }, 16, 8, 128, 16, 0,
+              KN_BF16, KN_BF16, KN_F32, 0);
+    attn_case("chunked prefill + decode", 3, (int[]){ 130, 65, 64 }, (int[]){ 30, 1, 1 }, 6, 1,
+              48, 8, 0, KN_F32, KN_F32, KN_BF16, 0);
+    attn_case("prefill window", 2, (int[]){ 90, 50 }, (int[]){ 90, 50 }, 4, 2, 32, 4, 8,
+              KN_F32, KN_F32, KN_F32, 0);
+    attn_case("prefill odd", 2, (int[]){ 37, 3 }, (int[]){ 37, 3 }, 3, 3, 33, 1, 0,
+              KN_F32, KN_F32, KN_F32, 0);
+    attn_case("prefill long", 1, (int[]){ 1100 }, (int[]){ 300 }, 16, 8, 128, 16, 0,
+              KN_BF16, KN_BF16, KN_BF16, 0);
+    attn_case("decode", 3, (int[]){ 20, 21, 5 }, (int[]){ 1, 1, 1 }, 4, 2, 32, 4, 0,
+              KN_F32, KN_F32, KN_F32, 1);
+    attn_case("prefill", 2, (int[]){ 20, 21 }, (int[]){ 20, 21 }, 4, 2, 32, 4, 0,
+              KN_F32, KN_F32, KN_F32, 2);
+    attn_case("decode long", 2, (int[]){ 2000, 30 }, (int[]){ 1, 1 }, 4, 2, 32, 16, 0,
+              KN_F32, KN_F32, KN_F32, 2);
+}
+
+static void test_gather_scatter(void)
+{
+    for (int i = 0; i < 6; i++) {
+        enum kn_dtype xdt = i & 1 ? KN_BF16 : KN_F32, ydt = i % 3 == 2 ? KN_BF16 : KN_F32;
+        int64_t M = irand(1, 60), n = i == 0 ? 1 : irand(1, 100), D = i == 5 ? 2048 : irand(1, 700);
+        int32_t *idx = xmalloc((size_t)n * sizeof(int32_t));
+        for (int64_t r = 0; r < n; r++)
+            idx[r] = (int32_t)irand(0, M - 1);  /* repeats on purpose */
+        if (i == 3)
+            idx[n - 1] = (int32_t)M;            /* out of range */
+        struct twin ti = twin_new(KN_I32, 1, (int64_t[]){ n }, 0, idx);
+        struct twin x = twin_new(xdt, 2, (int64_t[]){ M, D }, 3.0f, NULL);
+        struct twin y = twin_new(ydt, 2, (int64_t[]){ n, D }, 1.0f, NULL);
+        char what[128];
+        twin_poison(&y);
+        snprintf(what, sizeof(what), "gather_rows %s (%lld,%lld) -> %s %lld rows%s",
+                 kn_dtype_name(xdt), (long long)M, (long long)D, kn_dtype_name(ydt), (long long)n,
+                 i == 3 ? " (one bad index: zero row)" : "");
+        int rc = kn_gather_rows(cpu, &y.h, &x.h, &ti.h);
+        ok(rc == (i == 3 ? -1 : 0) && kn_gather_rows(gpu, &y.d, &x.d, &ti.d) == 0, "%s runs", what);
+        twin_same(what, &y, 0, 0);
+
+        /* scatter back: x2 (n, D) into y2 (M, D), repeated rows add in index order */
+        struct twin x2 = twin_new(xdt, 2, (int64_t[]){ n, D }, 3.0f, NULL);
+        struct twin y2 = twin_new(ydt, 2, (int64_t[]){ M, D }, 1.0f, NULL);
+        struct twin w = twin_new(KN_F32, 1, (int64_t[]){ n }, 1.0f, NULL);
+        snprintf(what, sizeof(what), "scatter_add_rows %s %lld rows -> %s (%lld,%lld)%s%s",
+                 kn_dtype_name(xdt), (long long)n, kn_dtype_name(ydt), (long long)M, (long long)D,
+                 i & 2 ? " weighted" : "", i == 3 ? " (one bad index: skipped)" : "");
+        rc = kn_scatter_add_rows(cpu, &y2.h, &x2.h, &ti.h, i & 2 ? &w.h : NULL);
+        ok(rc == (i == 3 ? -1 : 0) &&
+           kn_scatter_add_rows(gpu, &y2.d, &x2.d, &ti.d, i & 2 ? &w.d : NULL) == 0, "%s runs", what);
+        twin_same(what, &y2, 0, 0);             /* same adds in the same order: exact */
+        twin_free(&ti);
+        twin_free(&x);
+        twin_free(&y);
+        twin_free(&x2);
+        twin_free(&y2);
+        twin_free(&w);
+        free(idx);
+    }
+}
+
+static void test_moe_route(void)
+{
+    static const int64_t Es[] = { 8, 60, 128, 129, 512, 7 };
+    static const int ks[] = { 2, 4, 8, 3, 10, 7 };
+    for (int i = 0; i < 6; i++) {
+        enum kn_dtype dt = i & 1 ? KN_BF16 : KN_F32;
+        int64_t E = Es[i], T = i == 0 ? 1 : irand(2, 70);
+        int k = ks[i], norm = i % 3 != 1;
+        /* bf16 logits in a small range: exact ties between experts */
+        struct twin lg = twin_new(dt, 2, (int64_t[]){ T, E }, i & 1 ? 0.05f : 4.0f, NULL);
+        int32_t *zero = xcalloc((size_t)(T * k), sizeof(int32_t));
+        struct twin ids = twin_new(KN_I32, 2, (int64_t[]){ T, k }, 0, zero);
+        free(zero);
+        struct twin w = twin_new(KN_F32, 2, (int64_t[]){ T, k }, 1.0f, NULL);
+        twin_poison(&ids);
+        twin_poison(&w);
+        char what[128];
+        snprintf(what, sizeof(what), "moe_route %s T %lld E %lld k %d%s", kn_dtype_name(dt),
+                 (long long)T, (long long)E, k, norm ? " norm" : "");
+        ok(kn_moe_route(cpu, &ids.h, &w.h, &lg.h, k, norm) == 0 &&
+           kn_moe_route(gpu, &ids.d, &w.d, &lg.d, k, norm) == 0, "%s runs", what);
+        /* ids compared as bits: equal ids, ties to the lower id on both */
+        int32_t *got = xmalloc((size_t)(T * k) * sizeof(int32_t));
+        int64_t diff = 0;
+        kn_tensor_get(&ids.d, got);
+        for (int64_t j = 0; j < T * k; j++)
+            if (got[j] != ((int32_t *)ids.h.data)[j] && diff++ < 5)
+                diag("moe_route ids [%lld] cuda %d cpu %d", (long long)j, got[j],
+                     ((int32_t *)ids.h.data)[j]);
+        ok(diff == 0, "%s: ids identical (%lld differ)", what, (long long)diff);
+        twin_same(what, &w, 1e-7, 1e-5);
+        free(got);
+        twin_free(&lg);
+        twin_free(&ids);
+        twin_free(&w);
+    }
+}
+
 int main(void)
 {
     const struct kn_backend_ops *ops;
@@ -323,6 +580,10 @@ int main(void)
     test_rope();
     test_softmax();
     test_elementwise();
+    test_kv_store();
+    test_paged_attention();
+    test_gather_scatter();
+    test_moe_route();
     ok(kn_backend_sync(gpu) == 0, "stream has no pending error");
     kn_backend_free(gpu);
     kn_backend_free(cpu);
