@@ -17,6 +17,7 @@ struct gw_router;
 struct gw_metrics;
 struct gw_access_log;
 struct gw_client;
+struct gw_sup;
 
 struct gw {
     struct event_base  *base;
@@ -36,6 +37,18 @@ struct gw {
     int                 shutting_down;
     struct event       *shutdown_timer;
     int64_t             start_time;         /* wall clock */
+
+    struct gw_sup      *sup;                /* spawned workers (gw_supervisor.c) */
+    struct gw_conf     *pending_conf;       /* reload waiting for new replicas (make-before-break) */
+    struct gw_router   *pending_router;
+    char               *extra_models;       /* model blocks added by hot load (conf text) */
+    char              **removed;            /* models removed by hot unload */
+    size_t              n_removed;
+    char               *admin_path;         /* admin socket being served */
 };
+
+/* Re-read the configuration (plus hot-loaded blocks, minus unloaded models)
+ * and apply it as SIGHUP does: 0, or -1 with <err> and nothing changed. */
+int gw_reload_apply(struct gw *gw, char *err, size_t errlen);
 
 #endif

@@ -18,6 +18,9 @@
 #include "gw_metrics.h"
 #include "gw_proxy.h"
 #include "gw_router.h"
+#include "gw_supervisor.h"
+#include "gw_router.h"
+#include "gw_supervisor.h"
 #include "gw_server.h"
 #include "util.h"
 
@@ -63,12 +66,19 @@ static const char *model_state(const struct gw_model *m)
     return up > 0 ? "degraded" : "down";
 }
 
-static json_t *llmux_fields(const struct gw_model *m, const char *kind)
+static json_t *llmux_fields(struct gw *gw, const struct gw_model *m, const char *kind)
 {
     json_t *o = json_object();
+    json_t *sp = m->spawned ? gw_sup_model_json(gw->sup, gw->conf, m->name) : NULL;
     json_object_set_new(o, "kind", json_string(kind));
     json_object_set_new(o, "task", json_string(gw_task_name(m->task)));
-    json_object_set_new(o, "state", json_string(model_state(m)));
+    if (sp != NULL) {
+        json_object_set(o, "state", json_object_get(sp, "state"));
+        json_object_set(o, "replicas", json_object_get(sp, "replicas"));
+        json_decref(sp);
+    } else {
+        json_object_set_new(o, "state", json_string(model_state(m)));
+    }
     json_t *b = json_object();
     json_object_set_new(b, "healthy", json_integer((json_int_t)gw_model_healthy(m)));
     json_object_set_new(b, "total", json_integer((json_int_t)m->n_backends));
@@ -120,15 +130,15 @@ static json_t *route_entry(const struct gw_route *rt, int64_t created)
 }
 
 /* Entry for any name (model, alias or route), or NULL. New reference. */
-static json_t *entry_for(struct gw_router *r, const char *name)
+static json_t *entry_for(struct gw *gw, struct gw_router *r, const char *name)
 {
     for (size_t i = 0; i < r->n_models; i++) {
         struct gw_model *m = r->models[i];
         if (strcmp(m->name, name) == 0)
-            return model_entry(m->name, m->created, llmux_fields(m, "model"));
+            return model_entry(m->name, m->created, llmux_fields(gw, m, "model"));
         for (size_t a = 0; a < m->n_aliases; a++) {
             if (strcmp(m->aliases[a], name) == 0) {
-                json_t *l = llmux_fields(m, "alias");
+                json_t *l = llmux_fields(gw, m, "alias");
                 json_object_set_new(l, "alias_of", json_string(m->name));
                 return model_entry(m->aliases[a], m->created, l);
             }
@@ -156,12 +166,12 @@ static void api_models(struct gw_client *c)
     json_t *data = json_array();
     for (size_t i = 0; i < r->n_models; i++) {
         struct gw_model *m = r->models[i];
-        json_array_append_new(data, entry_for(r, m->name));
+        json_array_append_new(data, entry_for(c->gw, r, m->name));
         for (size_t a = 0; a < m->n_aliases; a++)
-            json_array_append_new(data, entry_for(r, m->aliases[a]));
+            json_array_append_new(data, entry_for(c->gw, r, m->aliases[a]));
     }
     for (size_t i = 0; i < r->n_routes; i++)
-        json_array_append_new(data, entry_for(r, r->routes[i]->name));
+        json_array_append_new(data, entry_for(c->gw, r, r->routes[i]->name));
     json_t *root = json_object();
     json_object_set_new(root, "object", json_string("list"));
     json_object_set_new(root, "data", data);
@@ -170,7 +180,7 @@ static void api_models(struct gw_client *c)
 
 static void api_model_one(struct gw_client *c, const char *name)
 {
-    json_t *e = entry_for(c->gw->router, name);
+    json_t *e = entry_for(c->gw, c->gw->router, name);
     if (e == NULL) {
         char *msg = xasprintf("The model `%s` does not exist.", name);
         gw_client_error(c, 404, msg, "model", NULL, "");

@@ -23,7 +23,11 @@
 #include "config.h"
 #include "gw.h"
 #include "gw_access_log.h"
+#include "gw_health.h"
 #include "gw_metrics.h"
+#include "gw_ops.h"
+#include "gw_proxy.h"
+#include "gw_supervisor.h"
 #include "gw_router.h"
 #include "gw_server.h"
 #include "gw_upstream.h"
@@ -128,6 +132,28 @@ static int logs_open(struct gw *gw, struct gw_conf *conf)
     return 0;
 }
 
+/* ---- admin socket --------------------------------------------------------------- */
+
+/* Serve the admin socket of gw->conf (start, move, or stop it). */
+static void gw_admin_update(struct gw *gw)
+{
+    const char *want = gw->conf->admin_socket;
+    if (gw->admin_path != NULL && want != NULL && strcmp(gw->admin_path, want) == 0)
+        return;
+    if (gw->admin_path != NULL) {
+        gw_admin_stop(gw);
+        free(gw->admin_path);
+        gw->admin_path = NULL;
+    }
+    if (want != NULL) {
+        char err[512];
+        if (gw_admin_start(gw, want, err, sizeof(err)) == -1)
+            log_error("admin socket %s: %s", want, err);
+        else
+            gw->admin_path = xstrdup(want);
+    }
+}
+
 /* ---- shutdown, reload, signals ------------------------------------------------- */
 
 static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -154,24 +180,16 @@ static void gw_begin_shutdown(struct gw *gw, const char *why)
     evtimer_add(gw->shutdown_timer, &tv);
 }
 
-/* Re-read the configuration. Models, routes, timeouts and logs change at
- * once; listeners stay as they are (a change of "listen" needs a restart).
- * In-flight requests keep the router they started with until they end: the
- * old router is retired only when no request refers to it. */
-static void gw_reload(struct gw *gw)
+/* Switch to the pending configuration and router. Listeners stay as they
+ * are (a change of "listen" needs a restart). In-flight requests keep the
+ * router they started with until they end: the old router is retired only
+ * when no request refers to it. */
+static void gw_swap_pending(struct gw *gw)
 {
-    char err[GW_CONF_ERRLEN];
-    struct gw_conf *conf = gw_conf_load(gw->conf_path, err);
-    if (conf == NULL) {
-        log_error("reload failed, configuration unchanged: %s", err);
-        return;
-    }
-    struct gw_router *router = gw_router_new(conf, err);
-    if (router == NULL) {
-        log_error("reload failed, configuration unchanged: %s", err);
-        gw_conf_free(conf);
-        return;
-    }
+    struct gw_conf *conf = gw->pending_conf;
+    struct gw_router *router = gw->pending_router;
+    gw->pending_conf = NULL;
+    gw->pending_router = NULL;
     int listen_changed = conf->n_listens != gw->conf->n_listens;
     for (size_t i = 0; !listen_changed && i < conf->n_listens; i++)
         listen_changed = strcmp(conf->listens[i].addr, gw->conf->listens[i].addr) != 0;
@@ -199,11 +217,65 @@ static void gw_reload(struct gw *gw)
 
     struct gw_router *old = gw->router;
     gw->router = router;
+    gw_health_router_stop(old);
+    gw_health_router_start(gw->base, router);
     old->retired = 1;
     if (old->refs == 0)
         gw_upstream_router_free(old);
+    gw_sup_retire_unused(gw->sup, gw->conf, NULL);
+    gw_admin_update(gw);
     log_notice("configuration reloaded from %s: %zu model(s), %zu route(s)", gw->conf_path,
                router->n_models, router->n_routes);
+    gw_proxy_wake();
+}
+
+/* A replica became ready: a reload waiting for it may go ahead. */
+static void gw_try_swap(struct gw *gw)
+{
+    if (gw->pending_conf != NULL && gw_sup_settled(gw->sup, gw->pending_conf, gw->conf))
+        gw_swap_pending(gw);
+}
+
+int gw_reload_apply(struct gw *gw, char *err, size_t errlen)
+{
+    char cerr[GW_CONF_ERRLEN];
+    struct gw_conf *conf = gw_conf_load_overlay(gw->conf_path, gw->extra_models, gw->removed,
+                                                gw->n_removed, cerr);
+    if (conf == NULL) {
+        snprintf(err, errlen, "%s", cerr);
+        return -1;
+    }
+    if (gw_sup_prepare(gw->sup, conf, err, errlen) == -1) {
+        gw_conf_free(conf);
+        return -1;
+    }
+    struct gw_router *router = gw_router_new(conf, cerr);
+    if (router == NULL) {
+        snprintf(err, errlen, "%s", cerr);
+        gw_sup_abort(gw->sup, conf);
+        gw_conf_free(conf);
+        return -1;
+    }
+    if (gw->pending_conf != NULL) {     /* a newer reload replaces a waiting one */
+        gw_upstream_router_free(gw->pending_router);
+        gw_conf_free(gw->pending_conf);
+    }
+    gw_sup_start(gw->sup, conf);
+    gw_sup_attach(gw->sup, router);
+    gw->pending_conf = conf;
+    gw->pending_router = router;
+    gw_sup_retire_unused(gw->sup, gw->conf, conf);
+    if (!gw_sup_settled(gw->sup, conf, gw->conf))
+        log_notice("reload: waiting for the replacement workers before switching");
+    gw_try_swap(gw);
+    return 0;
+}
+
+static void gw_reload(struct gw *gw)
+{
+    char err[GW_CONF_ERRLEN];
+    if (gw_reload_apply(gw, err, sizeof(err)) == -1)
+        log_error("reload failed, configuration unchanged: %s", err);
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -366,6 +438,25 @@ int main(int argc, char **argv)
         fail = "cannot open the logs";
         goto out;
     }
+    gw.sup = gw_sup_new(&gw);
+    gw_sup_set_ready_hook(gw.sup, gw_try_swap);
+    {
+        char serr[GW_CONF_ERRLEN];
+        if (gw_sup_prepare(gw.sup, conf, serr, sizeof(serr)) == -1) {
+            log_error("%s", serr);
+            fail = "cannot prepare the model workers (see the error log)";
+            goto out;
+        }
+        struct gw_router *r2 = gw_router_new(conf, serr);
+        if (r2 == NULL) {
+            log_error("%s", serr);
+            fail = "cannot build the router";
+            goto out;
+        }
+        gw_router_free(router);
+        router = gw.router = r2;
+        gw_sup_attach(gw.sup, router);
+    }
     if (gw_server_listen(&gw) == -1) {
         fail = "cannot listen (see the error log)";
         goto out;
@@ -383,6 +474,9 @@ int main(int argc, char **argv)
         sev[i] = evsignal_new(gw.base, sigs[i], signal_cb, &gw);
         evsignal_add(sev[i], NULL);
     }
+    gw_admin_update(&gw);
+    gw_sup_start(gw.sup, conf);
+    gw_health_router_start(gw.base, router);
     log_notice("llmux %s started: %zu model(s), %zu route(s), pid %d", PACKAGE_VERSION,
                router->n_models, router->n_routes, (int)getpid());
     daemon_report(ready_fd, NULL);
@@ -403,7 +497,20 @@ out:
         event_free(gw.shutdown_timer);
     if (wrote_pid)
         unlink(gw.conf->pid_file);
+    if (gw.admin_path != NULL) {
+        gw_admin_stop(&gw);
+        free(gw.admin_path);
+    }
+    gw_sup_free(gw.sup);
+    if (gw.pending_conf != NULL) {
+        gw_upstream_router_free(gw.pending_router);
+        gw_conf_free(gw.pending_conf);
+    }
     gw_upstream_router_free(gw.router);
+    free(gw.extra_models);
+    for (size_t i = 0; i < gw.n_removed; i++)
+        free(gw.removed[i]);
+    free(gw.removed);
     gw_metrics_free(gw.metrics);
     gw_access_log_close(gw.access_log);
     gw_conf_free(gw.conf);

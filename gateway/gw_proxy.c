@@ -60,7 +60,32 @@ struct gw_request {
     struct event       *timer;
     int                 last_status;    /* 502/503 of the last failed attempt, 0 if none */
     char                last_error[256];
+    /* waiting for a loading replica (gw_proxy_wake) */
+    int                 queued;
+    struct gw_request  *qnext, *qprev;
+    struct event       *qtimer;         /* queue_timeout */
 };
+
+#define PROXY_QUEUE_MAX 4096
+
+/* Requests waiting for a spawned model's replica to become ready. */
+static struct gw_request *queue_head;
+static int queue_len;
+
+static void queue_remove(struct gw_request *req)
+{
+    if (!req->queued)
+        return;
+    if (req->qprev)
+        req->qprev->qnext = req->qnext;
+    else
+        queue_head = req->qnext;
+    if (req->qnext)
+        req->qnext->qprev = req->qprev;
+    req->qnext = req->qprev = NULL;
+    req->queued = 0;
+    queue_len--;
+}
 
 static void attempt_next(struct gw_request *req);
 
@@ -112,6 +137,9 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg);
 
 static void request_free(struct gw_request *req)
 {
+    queue_remove(req);
+    if (req->qtimer)
+        event_free(req->qtimer);
     if (req->timer)
         event_free(req->timer);
     if (req->router != NULL && --req->router->refs == 0 && req->router->retired)
@@ -128,6 +156,7 @@ static void detach_upstream(struct gw_request *req, int reusable)
         return;
     bufferevent_setcb(req->up->bev, NULL, NULL, NULL, NULL);
     req->backend->in_flight--;
+    req->backend->hs->in_flight--;
     gw_upstream_release(req->up, reusable, req->model->keepalive);
     req->up = NULL;
 }
@@ -198,6 +227,7 @@ static void send_request(struct gw_request *req, struct gw_backend *b, struct gw
     req->got_bytes = 0;
     req->resp_headers = 0;
     b->in_flight++;
+    b->hs->in_flight++;
     b->requests++;
     http_parser_reset(&req->resp);
 
@@ -259,6 +289,54 @@ static int can_retry(struct gw_request *req)
            req->route->fallback != req->model;
 }
 
+static void queue_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_request *req = arg;
+    char msg[300];
+    (void)fd;
+    (void)what;
+    queue_remove(req);
+    snprintf(msg, sizeof(msg), "model `%s` is loading; no replica became ready within %lld ms",
+             req->model->name, (long long)req->model->queue_timeout_ms);
+    fail_request(req, 503, msg, "Retry-After: 5\r\n");
+}
+
+/* No backend now, but a replica is loading: wait for gw_proxy_wake. 0 when queued. */
+static int queue_add(struct gw_request *req)
+{
+    if (req->attempts > 0 || !gw_model_loading(req->model) || req->model->queue_timeout_ms <= 0 ||
+        queue_len >= PROXY_QUEUE_MAX)
+        return -1;
+    if (req->qtimer == NULL) {
+        int64_t ms = req->model->queue_timeout_ms;
+        struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+        req->qtimer = evtimer_new(req->gw->base, queue_timeout_cb, req);
+        evtimer_add(req->qtimer, &tv);
+    }
+    req->queued = 1;
+    req->qprev = NULL;
+    req->qnext = queue_head;
+    if (queue_head)
+        queue_head->qprev = req;
+    queue_head = req;
+    queue_len++;
+    return 0;
+}
+
+void gw_proxy_wake(void)
+{
+    struct gw_request *list = queue_head;
+    queue_head = NULL;
+    queue_len = 0;
+    while (list != NULL) {
+        struct gw_request *req = list;
+        list = req->qnext;
+        req->queued = 0;
+        req->qnext = req->qprev = NULL;
+        attempt_next(req);
+    }
+}
+
 static void attempt_next(struct gw_request *req)
 {
     struct gw *gw = req->gw;
@@ -280,6 +358,8 @@ static void attempt_next(struct gw_request *req)
                 req->used_fallback = 1;
                 continue;
             }
+            if (queue_add(req) == 0)
+                return;
             fail_no_backend(req);
             return;
         }

@@ -17,4 +17,8 @@ void gw_proxy_client_gone(struct gw_request *req);
 /* The client's output buffer drained below the low watermark. */
 void gw_proxy_client_drained(struct gw_request *req);
 
+/* A spawned replica became ready (or a model's state changed): requests
+ * waiting for a loading model try again. */
+void gw_proxy_wake(void);
+
 #endif

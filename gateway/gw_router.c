@@ -299,6 +299,10 @@ static struct gw_model *model_build(const struct gw_conf *conf, const struct gw_
     m->keepalive = mc->keepalive >= 0 ? mc->keepalive
                    : conf->upstream_keepalive >= 0 ? conf->upstream_keepalive : 32;
     m->created = created;
+    m->spawned = mc->path != NULL;
+    m->sup_inst = mc->sup_inst;
+    m->health = mc->health;
+    m->queue_timeout_ms = mc->queue_timeout_ms > 0 ? mc->queue_timeout_ms : 0;
     m->aliases = xcalloc(mc->n_aliases, sizeof(char *));
     for (size_t i = 0; i < mc->n_aliases; i++)
         m->aliases[m->n_aliases++] = xstrdup(mc->aliases[i]);
@@ -311,6 +315,10 @@ static struct gw_model *model_build(const struct gw_conf *conf, const struct gw_
         b->model = m;
         b->index = (int)i;
         b->state = GW_BACKEND_UP;
+        b->own.up = 1;
+        b->own.fails_thr = mc->health.fails > 0 ? mc->health.fails : 3;
+        b->own.passes_thr = mc->health.passes > 0 ? mc->health.passes : 2;
+        b->hs = &b->own;
         if (backend_parse_url(b, mc->upstreams[i], why) == -1) {
             set_err(err, &mc->pos, "invalid upstream \"%s\" of model \"%s\": %s",
                     mc->upstreams[i], mc->name, why);
@@ -697,20 +705,32 @@ static int backend_eligibility(const struct gw_backend *b, const struct gw_model
         return 0;
     if (m->max_connections > 0 && b->in_flight >= m->max_connections)
         return 0;
+    if (b->hs->loading || b->hs->draining || !b->hs->up)
+        return 0;
     if (b->state == GW_BACKEND_UP)
         return 2;
     return now >= b->down_until_ms ? 1 : 0;
 }
 
-/* The contract (header): a DOWN backend whose hold-down (fail_timeout) has
- * passed is taken first, for one probe request -- otherwise a recovered
- * backend would never be tried again while others are up (a failed probe
- * costs one failover, as a connect error is retried elsewhere). Then UP
- * backends, least in_flight, round robin among equals starting at
- * m->rr_next. Picking a DOWN backend moves its down_until_ms
- * ROUTER_PROBE_HOLD_MS ahead so that concurrent requests do not all probe it
- * (pick has no router, so it cannot use r->down_ms; gw_router_report sets the
- * real hold-down when the probe fails, or marks it UP when it succeeds). */
+/* -1 when <a> is the better pick than <b> by load: fewer waiting requests,
+ * then more free KV blocks, then fewer requests in flight; 0 when equal. */
+static int backend_load_cmp(const struct gw_backend *a, const struct gw_backend *b)
+{
+    const struct gw_bhealth *x = a->hs, *y = b->hs;
+    if (x->has_load && y->has_load) {
+        if (x->waiting != y->waiting)
+            return x->waiting < y->waiting ? -1 : 1;
+        if (x->kv_free != y->kv_free)
+            return x->kv_free > y->kv_free ? -1 : 1;
+    }
+    if (a->in_flight != b->in_flight)
+        return a->in_flight < b->in_flight ? -1 : 1;
+    return 0;
+}
+
+/* Pick: eligible backends (see backend_eligibility), a due probe first,
+ * least loaded (backend_load_cmp), round robin among equals starting at
+ * m->rr_next. */
 struct gw_backend *gw_model_pick_backend(struct gw_model *m, uint64_t tried_mask, int64_t now)
 {
     struct gw_backend *best = NULL;
@@ -725,7 +745,7 @@ struct gw_backend *gw_model_pick_backend(struct gw_model *m, uint64_t tried_mask
         if (cls == 0)
             continue;
         if (best == NULL || cls < best_class ||
-            (cls == best_class && b->in_flight < best->in_flight)) {
+            (cls == best_class && backend_load_cmp(b, best) < 0)) {
             best = b;
             best_class = cls;
         }
@@ -738,8 +758,40 @@ struct gw_backend *gw_model_pick_backend(struct gw_model *m, uint64_t tried_mask
     return best;
 }
 
+void gw_bhealth_report(struct gw_bhealth *hs, const char *name, int ok)
+{
+    if (!hs->checked)
+        return;
+    if (ok) {
+        hs->fails = 0;
+        return;
+    }
+    hs->passes = 0;
+    if (hs->fails < INT_MAX)
+        hs->fails++;
+    if (hs->up && hs->fails >= hs->fails_thr) {
+        hs->up = 0;
+        log_warn("backend %s ejected after %d failure(s)", name, hs->fails);
+    }
+}
+
+int gw_model_loading(const struct gw_model *m)
+{
+    if (!m->spawned)
+        return 0;
+    int loading = 0;
+    for (size_t i = 0; i < m->n_backends; i++) {
+        const struct gw_bhealth *h = m->backends[i]->hs;
+        if (!h->loading && !h->draining && h->up)
+            return 0;
+        loading |= h->loading;
+    }
+    return loading;
+}
+
 void gw_router_report(struct gw_router *r, struct gw_backend *b, int ok, int64_t now)
 {
+    gw_bhealth_report(b->hs, b->name, ok);
     if (ok) {
         if (b->state == GW_BACKEND_DOWN)
             log_notice("backend %s is up again", b->name);
@@ -762,6 +814,7 @@ size_t gw_model_healthy(const struct gw_model *m)
 {
     size_t up = 0;
     for (size_t i = 0; i < m->n_backends; i++)
-        up += m->backends[i]->state == GW_BACKEND_UP;
+        up += m->backends[i]->state == GW_BACKEND_UP && m->backends[i]->hs->up &&
+              !m->backends[i]->hs->loading && !m->backends[i]->hs->draining;
     return up;
 }

@@ -20,6 +20,21 @@ struct gw_model;
 
 enum gw_backend_state { GW_BACKEND_UP = 0, GW_BACKEND_DOWN };
 
+/* Active health and load of one backend (gw_health.c writes it). A spawned
+ * replica keeps its own across reloads (the supervisor's replica owns it and
+ * the backend points at it); an external backend uses the one embedded in it. */
+struct gw_bhealth {
+    int     checked;            /* active checks run on it */
+    int     up;                 /* circuit closed; 0 = ejected until <passes> good checks */
+    int     loading;            /* spawned replica not serving (starting, loading, restarting, failed) */
+    int     draining;           /* out of rotation by the operator */
+    int     fails, passes;      /* consecutive failed / good checks */
+    int     fails_thr, passes_thr;
+    int     has_load;           /* /load answered */
+    int64_t waiting, running, kv_free, kv_total;
+    int     in_flight;          /* across routers (spawned replicas) */
+};
+
 struct gw_backend {
     char   *name;               /* "MODEL#i" */
     char   *url;                /* as configured: "http://h:p/prefix" or "unix:/path" */
@@ -43,6 +58,10 @@ struct gw_backend {
     uint64_t connect_errors;
 
     struct gw_pool *pool;       /* owned by gw_upstream.c; NULL until used */
+
+    struct gw_bhealth own;      /* external backends */
+    struct gw_bhealth *hs;      /* &own, or the spawned replica's */
+    void   *replica;            /* struct gw_sup_replica * of a spawned model, or NULL */
 };
 
 struct gw_model {
@@ -58,6 +77,10 @@ struct gw_model {
     size_t  n_aliases;
     uint64_t rr_next;           /* round-robin cursor among equally loaded backends */
     int64_t created;            /* wall time when the router was built (for /v1/models) */
+    int     spawned;            /* backends are workers the gateway runs ("path") */
+    struct gw_health_conf health;   /* active checks (external backends: when set) */
+    int64_t queue_timeout_ms;   /* wait for a loading replica */
+    void   *sup_inst;           /* struct gw_sup_inst * of a spawned model, or NULL */
 };
 
 struct gw_route_member {
@@ -88,6 +111,8 @@ struct gw_router {
      * hold a reference; a retired router is freed when the last one ends */
     int     refs;
     int     retired;
+    struct gw_prober **probers; /* active checks of external backends (gw_health.c) */
+    size_t  n_probers;
 };
 
 /* Build the runtime objects from <conf> (which must have passed gw_conf_load).
@@ -129,6 +154,13 @@ struct gw_backend *gw_model_pick_backend(struct gw_model *m, uint64_t tried_mask
  * was not a connect failure/502/503/504; 0 otherwise. A failure count reaching
  * r->fail_threshold marks the backend DOWN for r->down_ms; a success marks it UP. */
 void gw_router_report(struct gw_router *r, struct gw_backend *b, int ok, int64_t now);
+
+/* 1 when no backend of <m> can serve now but one of its spawned replicas is
+ * on its way (starting, loading, restarting): requests may wait for it. */
+int gw_model_loading(const struct gw_model *m);
+
+/* Passive health count into the active circuit (fails -> ejected). */
+void gw_bhealth_report(struct gw_bhealth *hs, const char *name, int ok);
 
 /* Number of backends of <m> that are UP. */
 size_t gw_model_healthy(const struct gw_model *m);

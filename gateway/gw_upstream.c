@@ -6,6 +6,7 @@
  * means it went away.
  */
 #include "gw_upstream.h"
+#include "gw_health.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -192,6 +193,7 @@ void gw_upstream_router_free(struct gw_router *r)
 {
     if (r == NULL)
         return;
+    gw_health_router_stop(r);
     for (size_t i = 0; i < r->n_models; i++)
         for (size_t j = 0; j < r->models[i]->n_backends; j++)
             gw_upstream_pool_free(r->models[i]->backends[j]);
