@@ -1,114 +1,123 @@
 #!/bin/sh
-# tests/cuda/run.sh -- check the cuda backend on a machine with an NVIDIA GPU
-# (sm_90: H100/H200). Builds the kernels with CUDA, runs test_cpu_ops and
-# test_cuda_ops (every cuda op against its cpu twin), runs test_cuda_ops again
-# under compute-sanitizer memcheck and racecheck, and prints a table.
+# tests/cuda/run.sh -- the GPU checks of the cuda backend, split in two so that
+# the device machine builds nothing:
 #
-# It needs a GPU. The build machine and CI have none: there test_cuda_ops
-# prints "1..0 # SKIP no CUDA device" and this script exits 77. (The session
-# that wrote it was told no GPU was lent, but one was: it ran there once, see
-# the commit message.)
-#
-# Usage, from the repository root:  sh tests/cuda/run.sh [BUILD_DIR]
-#   BUILD_MODE=autotools  configure --with-cuda in BUILD_DIR and make only the
-#                         kernel targets (needs autotools and the gateway deps)
-#   BUILD_MODE=direct     compile kernels/ and common/{util,log}.c with gcc and
-#                         nvcc, nothing else
-#   default: autotools when it works, else direct.
-# Exit status: 0 when every test passed and the sanitizers found nothing.
+#   sh tests/cuda/run.sh stage BUILD_DIR
+#       here (nvcc, no GPU), after `make llmux-worker tests/tools/mkmodel
+#       tests/kernels/test_cuda_ops tests/unit/test_model_cuda` in a build dir
+#       configured --with-cuda: copies those binaries and the shared libraries
+#       the device image lacks (jansson, utf8proc, libevent; see ldd) into
+#       BUILD_DIR/carry, a few MB, to be carried to the device.
+#   sh tests/cuda/run.sh run CARRY_DIR [OUT_DIR]
+#       on the GPU machine, from the repository root: test_cuda_ops (every cuda
+#       op against its cpu twin), test_model_cuda (the model goldens on cuda),
+#       compute-sanitizer memcheck and racecheck on test_cuda_ops, and one chat
+#       greedy request to llmux-worker --device cuda on a tiny Qwen3 (and on cpu,
+#       to compare the text); logs in OUT_DIR
+#       (default CARRY_DIR/out), a table last. Exit 0 when all passed, 77 with
+#       no GPU visible.
 set -u
 
-SRC=$(pwd)
-B=${1:-${TMPDIR:-/tmp}/llmux-cuda-build}
-CUDA=${CUDA_HOME:-/usr/local/cuda}
-NVCC=${NVCC:-$CUDA/bin/nvcc}
-MODE=${BUILD_MODE:-auto}
-export PATH="$CUDA/bin:$PATH"
-
-[ -f "$SRC/kernels/kernels.h" ] || { echo "run from the repository root" >&2; exit 2; }
-mkdir -p "$B" || exit 2
-
-build_autotools() {
-    [ -x "$SRC/configure" ] || (cd "$SRC" && autoreconf -fi) >"$B/autoreconf.out" 2>&1 || return 1
-    (cd "$B" && "$SRC/configure" --with-cuda="$CUDA" --enable-werror >configure.out 2>&1) || return 1
-    make -C "$B" -j"$(nproc)" libllmux_kernels.a tests/kernels/test_cpu_ops \
-        tests/kernels/test_cuda_ops >"$B/make.out" 2>&1 || return 1
-    mv -f "$B/tests/kernels/test_cpu_ops" "$B/tests/kernels/test_cuda_ops" "$B/"
+stage() {
+    B=$1
+    C=$B/carry
+    rm -rf "$C" && mkdir -p "$C/lib" "$C/tests/tools" || exit 2
+    for f in llmux-worker tests/tools/mkmodel tests/kernels/test_cuda_ops \
+             tests/unit/test_model_cuda; do
+        [ -x "$B/$f" ] || { echo "missing $B/$f: build it first" >&2; exit 2; }
+    done
+    cp "$B/llmux-worker" "$B/tests/kernels/test_cuda_ops" "$B/tests/unit/test_model_cuda" "$C/"
+    cp "$B/tests/tools/mkmodel" "$C/tests/tools/"
+    for lib in libjansson.so libutf8proc.so libevent-2.1.so libevent_pthreads-2.1.so; do
+        ldd "$B/llmux-worker" "$B/tests/unit/test_model_cuda" | awk -v l="$lib" \
+            'index($1, l) == 1 { print $3 }' | sort -u | while read -r p; do cp -L "$p" "$C/lib/"; done
+    done
+    du -sh "$C"
 }
 
-build_direct() {
-    CF="-std=gnu11 -O2 -g -D_GNU_SOURCE -DHAVE_CUDA -Wall -Wextra -Wno-unused-parameter -Werror"
-    NF="-O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 -lineinfo"
-    I="-I$SRC/common -I$SRC/kernels"
-    mkdir -p "$B/obj" && rm -f "$B"/obj/*.o
-    for f in kernels/kn_backend.c kernels/cpu/kn_cpu.c common/util.c common/log.c \
-             tests/kernels/test_cpu_ops.c tests/kernels/test_cuda_ops.c; do
-        gcc $CF $I -c "$SRC/$f" -o "$B/obj/$(basename "$f" .c).o" || return 1
+run() {
+    C=$(cd "$1" && pwd)
+    OUT=${2:-$C/out}
+    SRC=$(pwd)
+    mkdir -p "$OUT"
+    export LD_LIBRARY_PATH="$C/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    CUDA=${CUDA_HOME:-/usr/local/cuda}
+    gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
+    echo "== device: ${gpu:-none}"
+
+    "$C/test_cuda_ops" >"$OUT/cuda_ops.tap" 2>&1
+    ops_rc=$?
+    if grep -q '^1\.\.0 # SKIP' "$OUT/cuda_ops.tap"; then
+        echo "no CUDA device visible: nothing checked"; exit 77
+    fi
+    LLMUX_SRCDIR=$SRC LLMUX_BUILDDIR=$C "$C/test_model_cuda" >"$OUT/model_cuda.tap" 2>&1
+    model_rc=$?
+
+    # one chat request (greedy) through llmux-worker on cuda, and on cpu to compare
+    M=$(mktemp -d)
+    "$C/tests/tools/mkmodel" --out "$M/tiny" $(cat "$SRC/examples/models/qwen3-tiny.mkmodel") \
+        --tokenizer "$SRC/examples/models/tokenizers/qwen3" >/dev/null 2>&1
+    for dev in cuda cpu; do
+        "$C/llmux-worker" --model "$M/tiny" --device $dev --listen 127.0.0.1:18093 \
+            --served-name tiny --kv-cache-memory 64m --max-model-len 1024 >"$OUT/worker_$dev.log" 2>&1 &
+        wpid=$!
+        i=0
+        while [ $i -lt 100 ] && ! grep -q listening "$OUT/worker_$dev.log"; do sleep 0.1; i=$((i + 1)); done
+        python3 - >"$OUT/chat_$dev.json" 2>&1 <<'EOF'
+import json, urllib.request
+req = urllib.request.Request("http://127.0.0.1:18093/v1/chat/completions",
+    data=json.dumps({"model": "tiny", "max_tokens": 16, "temperature": 0,
+                     "messages": [{"role": "user", "content": "hi"}]}).encode(),
+    headers={"content-type": "application/json"})
+print(urllib.request.urlopen(req, timeout=30).read().decode())
+EOF
+        kill "$wpid" 2>/dev/null
+        wait "$wpid" 2>/dev/null
     done
-    for f in "$SRC"/kernels/cuda/*.cu; do
-        "$NVCC" $NF -DHAVE_CUDA $I -c "$f" -o "$B/obj/cu_$(basename "$f" .cu).o" || return 1
-    done
-    LIBS="-L$CUDA/lib64 -Wl,-rpath,$CUDA/lib64 -lcudart -lcublas -lcublasLt -lstdc++ -lm"
-    OBJS="$B/obj/kn_backend.o $B/obj/kn_cpu.o $B/obj/util.o $B/obj/log.o $B/obj/cu_*.o"
-    gcc -o "$B/test_cpu_ops" "$B/obj/test_cpu_ops.o" $OBJS $LIBS &&
-    gcc -o "$B/test_cuda_ops" "$B/obj/test_cuda_ops.o" $OBJS $LIBS
+    rm -rf "$M"
+    ntok=$(grep -Eo '"completion_tokens": *[0-9]+' "$OUT/chat_cuda.json" | grep -Eo '[0-9]+$')
+    content() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["choices"][0]["message"]["content"])' "$1" 2>/dev/null; }
+    same=differs
+    [ -n "$(content "$OUT/chat_cuda.json")" ] &&
+        [ "$(content "$OUT/chat_cuda.json")" = "$(content "$OUT/chat_cpu.json")" ] && same="same as cpu"
+    if grep -q '"choices"' "$OUT/chat_cuda.json" && [ "${ntok:-0}" -gt 0 ]; then
+        chat="ok ($ntok tokens, text $same)"
+    else
+        chat="FAIL (see chat_cuda.json, worker_cuda.log)"
+    fi
+
+    SAN=$(command -v compute-sanitizer || ls "$CUDA"/compute-sanitizer/compute-sanitizer 2>/dev/null)
+    san() {     # tool -> "N errors (rc)" or "not run"
+        if [ -z "$SAN" ]; then echo "not run (no compute-sanitizer)"; return; fi
+        timeout "${SAN_TIMEOUT:-200}" "$SAN" --tool "$1" --error-exitcode 9 ${2:-} \
+            "$C/test_cuda_ops" >"$OUT/$1.out" 2>&1
+        rc=$?
+        [ $rc -eq 124 ] && { echo "timed out"; return; }
+        s=$(grep -Eo '(ERROR SUMMARY: |\()[0-9]+ errors?' "$OUT/$1.out" | tail -1 |
+            sed -E 's/^(ERROR SUMMARY: |\()//')
+        echo "${s:-?} (rc $rc)"
+    }
+    memcheck=$(san memcheck "--leak-check full")
+    racecheck=$(SAN_TIMEOUT=${RACE_TIMEOUT:-150} san racecheck)
+
+    count() { echo "$(grep -c '^ok' "$1")/$(sed -n 's/^1\.\.//p' "$1")"; }
+    {
+        echo "== failures"
+        grep -A3 '^not ok' "$OUT/cuda_ops.tap" "$OUT/model_cuda.tap" | head -40
+        echo "== model goldens on cuda"
+        grep -E 'max err|compared|plan' "$OUT/model_cuda.tap"
+        echo "== results ($gpu)"
+        printf '%-18s %s\n' test_cuda_ops "$(count "$OUT/cuda_ops.tap") ok (rc $ops_rc)"
+        printf '%-18s %s\n' test_model_cuda "$(count "$OUT/model_cuda.tap") ok (rc $model_rc)"
+        printf '%-18s %s\n' "worker chat" "$chat"
+        printf '%-18s %s\n' memcheck "$memcheck"
+        printf '%-18s %s\n' racecheck "$racecheck"
+    } | tee "$OUT/summary.txt"
+    [ $ops_rc -eq 0 ] && [ $model_rc -eq 0 ] && case $chat in ok*) true ;; *) false ;; esac
 }
 
-echo "== build ($MODE) in $B"
-case $MODE in
-autotools) build_autotools || { echo "autotools build failed: see $B/*.out" >&2; exit 2; } ;;
-direct) build_direct || { echo "direct build failed" >&2; exit 2; } ;;
-*) build_autotools || { echo "(autotools build unavailable; building directly)"; build_direct; } ||
-       { echo "build failed" >&2; exit 2; } ;;
+case ${1:-} in
+stage) [ $# -eq 2 ] || { echo "usage: $0 stage BUILD_DIR" >&2; exit 2; }; stage "$2" ;;
+run) [ $# -ge 2 ] || { echo "usage: $0 run CARRY_DIR [OUT_DIR]" >&2; exit 2; }; run "$2" "${3:-}" ;;
+*) sed -n '2,19p' "$0" >&2; exit 2 ;;
 esac
-
-echo "== device"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null ||
-    echo "(nvidia-smi not available)"
-
-"$B/test_cpu_ops" >"$B/cpu.tap" 2>"$B/cpu.err"
-"$B/test_cuda_ops" >"$B/cuda.tap" 2>"$B/cuda.err"
-cuda_rc=$?
-if grep -q '^1\.\.0 # SKIP' "$B/cuda.tap"; then
-    echo "test_cuda_ops skipped: no CUDA device visible here; nothing was checked on a GPU"
-    exit 77
-fi
-
-SAN=$(command -v compute-sanitizer || ls "$CUDA"/compute-sanitizer/compute-sanitizer 2>/dev/null)
-san() {     # tool -> "N errors" or "not run"
-    if [ -z "$SAN" ]; then echo "not run (no compute-sanitizer)"; return; fi
-    "$SAN" --tool "$1" --error-exitcode 9 ${2:-} "$B/test_cuda_ops" >"$B/$1.out" 2>&1
-    rc=$?
-    # memcheck: "ERROR SUMMARY: N errors"; racecheck: "... hazards displayed (N errors, ...)"
-    s=$(grep -Eo '(ERROR SUMMARY: |\()[0-9]+ errors?' "$B/$1.out" | tail -1 | sed -E 's/^(ERROR SUMMARY: |\()//')
-    echo "${s:-?} (rc $rc)"
-}
-memcheck=$(san memcheck "--leak-check full")
-racecheck=$(san racecheck)
-
-echo "== results (TAP in $B/cpu.tap, $B/cuda.tap; sanitizer logs $B/*check.out)"
-awk '/^(not )?ok / && !/ runs$/ {
-        d = $0; sub(/^(not )?ok [0-9]+ - /, "", d); split(d, w, " "); op = w[1];
-        if (!(op in n)) order[k++] = op;
-        n[op]++; if ($1 == "not") { f[op]++; if (!(op in first)) first[op] = d }
-     }
-     /^not ok .* runs$/ { d = $0; sub(/^not ok [0-9]+ - /, "", d); split(d, w, " ");
-        n[w[1]]++; f[w[1]]++; first[w[1]] = d }
-     END { printf "%-12s %6s %6s  %s\n", "op", "cases", "fail", "first failure";
-           for (i = 0; i < k; i++) printf "%-12s %6d %6d  %s\n", order[i], n[order[i]],
-               f[order[i]], (order[i] in first) ? first[order[i]] : "" }' "$B/cuda.tap"
-cpu_ok=$(grep -c '^ok' "$B/cpu.tap"); cpu_n=$(sed -n 's/^1\.\.//p' "$B/cpu.tap")
-printf '%-20s %s\n' "test_cpu_ops" "$cpu_ok/$cpu_n ok"
-printf '%-20s %s\n' "test_cuda_ops" "$(grep -c '^ok' "$B/cuda.tap")/$(sed -n 's/^1\.\.//p' "$B/cuda.tap") ok (rc $cuda_rc)"
-printf '%-20s %s\n' "memcheck" "$memcheck"
-printf '%-20s %s\n' "racecheck" "$racecheck"
-grep '^#' "$B/cuda.tap" | head -20
-
-san_ok=1
-for r in "$memcheck" "$racecheck"; do
-    case $r in "not run"*|"0 errors (rc 0)") ;; *) san_ok=0 ;; esac
-done
-if [ "$cuda_rc" -eq 0 ] && [ "$cpu_ok" = "$cpu_n" ] && [ "$san_ok" -eq 1 ]; then
-    echo "RESULT: PASS"; exit 0
-fi
-echo "RESULT: FAIL"; exit 1
