@@ -143,6 +143,8 @@ enum kn_op {
     /* the chat worker's ops (paged KV cache, MoE); cuda: issue 6 */
     KN_OP_KV_STORE, KN_OP_PAGED_ATTENTION, KN_OP_GATHER_ROWS, KN_OP_SCATTER_ADD_ROWS,
     KN_OP_MOE_ROUTE,
+    /* the encoder worker's ops (issue 7): cpu only so far */
+    KN_OP_LAYER_NORM, KN_OP_ACT, KN_OP_SEQ_ATTENTION,
     KN_OP_COUNT
 };
 #define KN_MAX_SRC 3
@@ -210,6 +212,13 @@ struct kn_backend_ops {
                             const struct kn_tensor *idx, const struct kn_tensor *w);
     int (*moe_route)(struct kn_backend *be, struct kn_tensor *ids, struct kn_tensor *weights,
                      const struct kn_tensor *logits, int k, int norm);
+    /* encoder ops (issue 7); NULL: unsupported, whatever supports_op says */
+    int (*layer_norm)(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                      const struct kn_tensor *w, const struct kn_tensor *b, float eps);
+    int (*act)(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x, int act);
+    int (*seq_attention)(struct kn_backend *be, struct kn_tensor *out, const struct kn_tensor *q,
+                         const struct kn_tensor *k, const struct kn_tensor *v,
+                         const struct kn_tensor *seq_start, float scale);
 };
 
 /* The vtable for "cpu" or "cuda" (borrowed, static), or for "auto": cuda
@@ -317,6 +326,36 @@ int kn_scatter_add_rows(struct kn_backend *be, struct kn_tensor *y, const struct
  * (T, k), most likely first; renormalized to sum 1 when <norm>. 1 <= k <= E. */
 int kn_moe_route(struct kn_backend *be, struct kn_tensor *ids, struct kn_tensor *weights,
                  const struct kn_tensor *logits, int k, int norm);
+
+/* ---- encoder ops (issue 7: XLM-RoBERTa) --------------------------------------
+ * supports_op operands: layer_norm dst y, src {x, w, b}; act dst y, src {x};
+ * seq_attention dst out, src {q, k, v}. */
+
+/* x (R,D) -> y (R,D) = (x - mean) / sqrt(var + eps) * w + b (biased variance,
+ * as torch's LayerNorm); w, b float (D,), b may be NULL. y may alias x. */
+int kn_layer_norm(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                  const struct kn_tensor *w, const struct kn_tensor *b, float eps);
+
+enum kn_act {
+    KN_ACT_GELU_ERF,    /* 0.5 x (1 + erf(x / sqrt 2)), torch's exact gelu */
+    KN_ACT_TANH,
+    KN_ACT_RELU,
+    KN_ACT_COUNT
+};
+/* y = act(x), elementwise (same shape). y may alias x. */
+int kn_act(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x, enum kn_act act);
+
+/* Bidirectional attention over a packed batch of sequences: q (T, H, D),
+ * k, v (T, Hkv, D) -> out (T, H, D); token t of sequence s (seq_start[s] <=
+ * t < seq_start[s+1]) attends to every token of s and no other:
+ * out[t,h] = sum_u softmax_u(q[t,h] . k[u,g] * scale) v[u,g], g = h / (H/Hkv),
+ * in f32. seq_start is contiguous i32 (n_seqs+1) with seq_start[0] = 0,
+ * non-decreasing, seq_start[n_seqs] = T (cpu checks it: -1). q, k, v, out:
+ * only the last dim must be contiguous (head slices of a fused qkv are
+ * fine); out must not alias q, k or v. */
+int kn_seq_attention(struct kn_backend *be, struct kn_tensor *out, const struct kn_tensor *q,
+                     const struct kn_tensor *k, const struct kn_tensor *v,
+                     const struct kn_tensor *seq_start, float scale);
 
 #ifdef __cplusplus
 }

@@ -42,7 +42,8 @@ const char *kn_op_name(enum kn_op op)
 {
     static const char *names[] = { "matmul", "rms_norm", "rope", "silu_mul", "softmax",
                                    "embed", "add", "convert", "kv_store", "paged_attention",
-                                   "gather_rows", "scatter_add_rows", "moe_route" };
+                                   "gather_rows", "scatter_add_rows", "moe_route",
+                                   "layer_norm", "act", "seq_attention" };
     return (unsigned)op < ARRAY_SIZE(names) ? names[op] : "?";
 }
 
@@ -583,4 +584,71 @@ int kn_moe_route(struct kn_backend *be, struct kn_tensor *ids, struct kn_tensor 
     if (op_check(be, KN_OP_MOE_ROUTE, bad, weights, logits, ids, NULL) < 0)
         return -1;
     return be->ops->moe_route(be, ids, weights, logits, k, norm);
+}
+
+/* ---- encoder ops ------------------------------------------------------------ */
+
+/* The vtable entry of an appended op is missing: unsupported on <be>. */
+static int op_missing(struct kn_backend *be, enum kn_op op, const void *fn)
+{
+    if (fn)
+        return 0;
+    log_error("%s: backend %s does not implement it", kn_op_name(op), be->ops->name);
+    return -1;
+}
+
+int kn_layer_norm(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                  const struct kn_tensor *w, const struct kn_tensor *b, float eps)
+{
+    int64_t R, D, ld;
+    const char *bad = same_rows(y, x);
+    if (!bad) {
+        kn_tensor_rows(x, &R, &D, &ld);
+        if (!is_float(w) || w->ndim != 1 || w->shape[0] != D || w->stride[0] != 1)
+            bad = "weight must be a contiguous float vector (D,)";
+        else if (b && (!is_float(b) || b->ndim != 1 || b->shape[0] != D || b->stride[0] != 1))
+            bad = "bias must be a contiguous float vector (D,)";
+        else if (!(eps >= 0.0f))
+            bad = "eps must be >= 0";
+    }
+    if (op_missing(be, KN_OP_LAYER_NORM, (const void *)be->ops->layer_norm) < 0 ||
+        op_check(be, KN_OP_LAYER_NORM, bad, y, x, w, b) < 0)
+        return -1;
+    return be->ops->layer_norm(be, y, x, w, b, eps);
+}
+
+int kn_act(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x, enum kn_act act)
+{
+    const char *bad = same_rows(y, x);
+    if (!bad && (unsigned)act >= KN_ACT_COUNT)
+        bad = "unknown activation";
+    if (op_missing(be, KN_OP_ACT, (const void *)be->ops->act) < 0 ||
+        op_check(be, KN_OP_ACT, bad, y, x, NULL, NULL) < 0)
+        return -1;
+    return be->ops->act(be, y, x, (int)act);
+}
+
+int kn_seq_attention(struct kn_backend *be, struct kn_tensor *out, const struct kn_tensor *q,
+                     const struct kn_tensor *k, const struct kn_tensor *v,
+                     const struct kn_tensor *seq_start, float scale)
+{
+    const char *bad = NULL;
+    if (!is_heads(q) || !is_heads(out) || !is_heads(k) || !is_heads(v))
+        bad = "q, k, v, out must be float (T, heads, D) with contiguous D";
+    else if (!same_shape(q, out) || !same_shape(k, v) || k->shape[0] != q->shape[0] ||
+             k->shape[2] != q->shape[2])
+        bad = "shapes: need q, out (T, H, D) and k, v (T, Hkv, D)";
+    else if (k->shape[1] < 1 || q->shape[1] % k->shape[1] != 0)
+        bad = "H must be a multiple of Hkv";
+    else if (out->data == q->data || out->data == k->data || out->data == v->data)
+        bad = "out must not alias q, k or v";
+    else if (!is_index(seq_start, -1) || seq_start->shape[0] < 2)
+        bad = "seq_start must be contiguous i32 (n_seqs+1), n_seqs >= 1";
+    else if (!isfinite(scale))
+        bad = "scale must be finite";
+    if (op_missing(be, KN_OP_SEQ_ATTENTION, (const void *)be->ops->seq_attention) < 0 ||
+        op_check(be, KN_OP_SEQ_ATTENTION, bad, out, q, k, v) < 0 ||
+        more_on(be, KN_OP_SEQ_ATTENTION, seq_start, NULL, NULL) < 0)
+        return -1;
+    return be->ops->seq_attention(be, out, q, k, v, seq_start, scale);
 }

@@ -366,4 +366,7 @@ const struct kn_backend_ops kn_cpu_ops = {
     .gather_rows = kn_cpu_gather_rows,
     .scatter_add_rows = kn_cpu_scatter_add_rows,
     .moe_route = kn_cpu_moe_route,
+    .layer_norm = kn_cpu_layer_norm,
+    .act = kn_cpu_act,
+    .seq_attention = kn_cpu_seq_attention,
 };

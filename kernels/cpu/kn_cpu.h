@@ -121,5 +121,12 @@ int kn_cpu_scatter_add_rows(struct kn_backend *be, struct kn_tensor *y, const st
                             const struct kn_tensor *idx, const struct kn_tensor *w);
 int kn_cpu_moe_route(struct kn_backend *be, struct kn_tensor *ids, struct kn_tensor *weights,
                      const struct kn_tensor *logits, int k, int norm);
+/* encoder_ops.c */
+int kn_cpu_layer_norm(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                      const struct kn_tensor *w, const struct kn_tensor *b, float eps);
+int kn_cpu_act(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x, int act);
+int kn_cpu_seq_attention(struct kn_backend *be, struct kn_tensor *out, const struct kn_tensor *q,
+                         const struct kn_tensor *k, const struct kn_tensor *v,
+                         const struct kn_tensor *seq_start, float scale);
 
 #endif
