@@ -168,9 +168,9 @@ static void test_plan(void)
     long tok;
     /* round robin: r0 (len 1), r1 (4), r2 (50: too long, not first) ... */
     int n = encode_plan_batch(&s, 12, 16, rq, ix, &tok);
-    ok(n == 5 && tok == 12, "plan under 12 tokens: %d seqs, %ld tokens", n, tok);
+    ok(n == 4 && tok == 11, "plan under 12 tokens: %d seqs, %ld tokens", n, tok);
     ok(rq[0] == 0 && ix[0] == 1 && rq[1] == 1 && ix[1] == 0 && rq[2] == 0 && ix[2] == 3 &&
-       rq[3] == 1 && rq[4] == 0 && ix[4] == 2, "round-robin order, shortest first");
+       rq[3] == 1 && ix[3] == 1, "round-robin order, shortest first; a request stops at its first misfit");
     n = encode_plan_batch(&s, 1000, 3, rq, ix, &tok);
     ok(n == 3 && rq[0] == 0 && rq[1] == 1 && rq[2] == 2, "max_seqs bounds the batch, one per request first");
     /* the over-long input alone */
