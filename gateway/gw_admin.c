@@ -63,6 +63,47 @@ static struct admin_state {
 
 /* ---- parsing ------------------------------------------------------------------ */
 
+/* 1 when the <n> bytes at <s> are well-formed UTF-8 (replies may be JSON, and
+ * jansson takes nothing else). */
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t len;
+        unsigned min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            len = 2;
+            min = 0x80;
+            c &= 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            len = 3;
+            min = 0x800;
+            c &= 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            len = 4;
+            min = 0x10000;
+            c &= 0x07;
+        } else {
+            return 0;
+        }
+        if (i + len > n)
+            return 0;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            c = (c << 6) | (s[i + k] & 0x3f);
+        }
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
 void gw_admin_words_free(struct gw_admin_words *w)
 {
     free(w->buf);
@@ -131,6 +172,10 @@ int gw_admin_next_command(const char *line, size_t len, size_t *pos, struct gw_a
     }
     if (in_word)
         buf[o++] = '\0';
+    if (!utf8_valid((const unsigned char *)buf, o)) {
+        snprintf(err, errlen, "invalid UTF-8 in command");
+        goto fail;
+    }
     for (int k = 0; k < w->argc; k++)
         w->argv[k] = buf + (uintptr_t)w->argv[k];
     w->argv[w->argc] = NULL;
@@ -632,6 +677,8 @@ static void reply_error(struct evbuffer *out, int json, const char *msg)
 {
     if (json) {
         json_t *j = json_pack("{s:s}", "error", msg);
+        if (j == NULL)      /* not UTF-8 (cut inside a character) */
+            j = json_pack("{s:s}", "error", "invalid UTF-8 in the message");
         char *s = json_dumps(j, JSON_COMPACT);
         evbuffer_add_printf(out, "%s\n\n", s);
         free(s);
@@ -639,9 +686,9 @@ static void reply_error(struct evbuffer *out, int json, const char *msg)
         return;
     }
     char *m = xstrdup(msg);
-    for (char *p = m; *p; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
+    for (unsigned char *p = (unsigned char *)m; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
     evbuffer_add_printf(out, "error: %s\n\n", m);
     free(m);
 }
@@ -679,8 +726,13 @@ int gw_admin_run(struct gw *gw, int argc, char **argv, struct evbuffer *out)
         reply_error(out, json, err);
         return 1;
     }
-    if (cmd->changes)
-        log_notice("admin: %s%s%s", cmd->name, argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
+    if (cmd->changes) {
+        char what[256];
+        size_t o = 0;
+        for (int i = 0; i < argc && o + 1 < sizeof(what); i++)
+            o += (size_t)snprintf(what + o, sizeof(what) - o, "%s%s", i ? " " : "", argv[i]);
+        log_notice("admin: %s", what);
+    }
     err[0] = '\0';
     json_t *res = cmd->handler(gw, cmd, argc, argv, err, sizeof(err));
     if (res == NULL) {

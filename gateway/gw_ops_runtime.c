@@ -240,15 +240,31 @@ static void status_class(const char *status, char out[4])
     out[3] = '\0';
 }
 
+/* The row of <model> in by_model, its columns in a fixed order. */
+static json_t *model_row(struct stats_acc *a, const char *model)
+{
+    static const char *const cols[] = { "requests", "2xx", "3xx", "4xx", "5xx", "bytes_in",
+                                        "bytes_out", "failovers" };
+    json_t *m = json_object_get(a->models, model);
+    if (m == NULL) {
+        m = json_object();
+        for (size_t i = 0; i < ARRAY_SIZE(cols); i++)
+            json_object_set_new(m, cols[i], json_integer(0));
+        json_object_set_new(a->models, model, m);
+    }
+    return m;
+}
+
 static void stats_sample(const struct sample *s, void *arg)
 {
     struct stats_acc *a = arg;
     const char *model = label(s, "model");
-    const char *mkey = model[0] ? model : "(none)";
+    /* "": requests that named no known model, and local routes (/health...) */
+    const char *mkey = model[0] ? model : "(no model)";
     char cls[4];
     if (strcmp(s->name, "llmux_requests_total") == 0) {
         const char *st = label(s, "status");
-        json_t *m = child(a->models, mkey);
+        json_t *m = model_row(a, mkey);
         status_class(st, cls);
         add_int(a->root, "requests", s->value);
         add_int(m, "requests", s->value);
@@ -256,13 +272,13 @@ static void stats_sample(const struct sample *s, void *arg)
         add_int(a->status, st, s->value);
     } else if (strcmp(s->name, "llmux_request_bytes_total") == 0) {
         add_int(a->root, "bytes_in", s->value);
-        add_int(child(a->models, mkey), "bytes_in", s->value);
+        add_int(model_row(a, mkey), "bytes_in", s->value);
     } else if (strcmp(s->name, "llmux_response_bytes_total") == 0) {
         add_int(a->root, "bytes_out", s->value);
-        add_int(child(a->models, mkey), "bytes_out", s->value);
+        add_int(model_row(a, mkey), "bytes_out", s->value);
     } else if (strcmp(s->name, "llmux_upstream_retries_total") == 0) {
         add_int(a->root, "failovers", s->value);
-        add_int(child(a->models, mkey), "failovers", s->value);
+        add_int(model_row(a, mkey), "failovers", s->value);
     } else if (strcmp(s->name, "llmux_upstream_connect_errors_total") == 0) {
         add_int(a->root, "connect_errors", s->value);
     } else if (strcmp(s->name, "llmux_requests_in_flight") == 0) {
@@ -295,5 +311,15 @@ json_t *gw_op_stats(struct gw *gw)
     json_object_set_new(a.root, "by_model", a.models);
     json_object_set_new(a.root, "by_backend", a.backends);
     metrics_foreach(gw, stats_sample, &a);
+    /* statuses in numeric order (the metrics sort by model first) */
+    json_t *sorted = json_object();
+    for (int code = 100; code < 600; code++) {
+        char k[8];
+        snprintf(k, sizeof(k), "%d", code);
+        json_t *v = json_object_get(a.status, k);
+        if (v != NULL)
+            json_object_set(sorted, k, v);
+    }
+    json_object_set_new(a.root, "by_status", sorted);
     return a.root;
 }

@@ -105,8 +105,8 @@ static int reply_is_error(const char *buf)
 }
 
 /* Send <line>, read every reply until the gateway closes, print them (the
- * last empty line dropped). Returns an exit status. */
-static int exchange(const char *path, const char *line, int timeout_s)
+ * last empty line dropped unless <keep_last>). Returns an exit status. */
+static int exchange(const char *path, const char *line, int timeout_s, int keep_last)
 {
     int fd = connect_socket(path);
     if (fd == -1)
@@ -158,7 +158,7 @@ static int exchange(const char *path, const char *line, int timeout_s)
     if (rc == EXIT_OK && reply_is_error(buf))
         rc = EXIT_ERROR;
     size_t shown = n;
-    if (shown >= 2 && buf[shown - 1] == '\n' && buf[shown - 2] == '\n')
+    if (!keep_last && shown >= 2 && buf[shown - 1] == '\n' && buf[shown - 2] == '\n')
         shown--;
     fwrite(buf, 1, shown, stdout);
     fflush(stdout);
@@ -193,12 +193,11 @@ static int interactive(const char *path, int json, int timeout_s)
         if (strcmp(p, "quit") == 0 || strcmp(p, "exit") == 0)
             break;
         char *send_line = json ? xasprintf("json %s", p) : xstrdup(p);
-        int rc = exchange(path, send_line, timeout_s);
+        /* Replies keep their empty line: the output reads as the protocol does. */
+        int rc = exchange(path, send_line, timeout_s, 1);
         free(send_line);
         if (rc > worst)
             worst = rc;
-        if (tty)
-            fputs("\n", stdout);
     }
     if (tty && feof(stdin))
         fputs("\n", stdout);
@@ -238,7 +237,7 @@ int main(int argc, char **argv)
         append_word(&line, &n, &cap, "json");
     for (int i = optind; i < argc; i++)
         append_word(&line, &n, &cap, argv[i]);
-    int rc = exchange(path, line, timeout_s);
+    int rc = exchange(path, line, timeout_s, 0);
     free(line);
     return rc;
 }
