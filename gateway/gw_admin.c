@@ -782,7 +782,8 @@ static void conn_free(struct admin_conn *c)
     free(c);
 }
 
-/* Stop reading; close once the output is flushed. */
+/* Stop reading; close once the output is flushed (at once when it is
+ * empty: <c> must not be used after this). */
 static void conn_close_after_flush(struct admin_conn *c)
 {
     c->closing = 1;
@@ -824,8 +825,10 @@ static int conn_process(struct admin_conn *c)
             }
             rc = gw_admin_run(admin.gw, w.argc, w.argv, out);
             gw_admin_words_free(&w);
-            if (rc == 2)
+            if (rc == 2) {          /* quit: <c> may be freed at once */
                 conn_close_after_flush(c);
+                return -1;
+            }
             continue;
         }
         size_t n = 0;

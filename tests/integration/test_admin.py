@@ -285,6 +285,14 @@ def test_chained_commands_and_quit(t):
         eq(buf, b"level: info\n\n", "replies before quit")
     finally:
         s.close()
+    # quit as the first command: closed with nothing to flush
+    s = admin_connect(g)
+    try:
+        s.sendall(b"quit\nlog-level\n")
+        buf, closed = recv_until_close(s, 5)
+        check(closed and buf == b"", "quit first: %r" % buf)
+    finally:
+        s.close()
     # a connection stays open for more commands until the client ends it
     s = admin_connect(g)
     try:
