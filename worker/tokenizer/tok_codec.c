@@ -99,14 +99,7 @@ size_t tok_utf8_lossy(const unsigned char *in, size_t n, int final, char **out,
 
 /* ---- encode ----------------------------------------------------------------- */
 
-struct enc {
-    const struct tokenizer *tok;
-    int32_t *ids;
-    size_t n, cap;
-    struct tok_bpe_scratch sc;
-};
-
-typedef void (*piece_fn)(struct enc *e, const char *s, size_t len);
+typedef void (*piece_fn)(struct tok_enc *e, const char *s, size_t len);
 
 static int ends_with_word(const char *s, size_t len)
 {
@@ -151,7 +144,7 @@ static size_t space_len_at_start(const char *s, size_t len)
 /* Split s[0..len) on the added tokens of <set> as HF's find_matches:
  * leftmost-longest matches, single_word/lstrip/rstrip applied; gaps go to
  * <gap>, tokens are appended. */
-static void split_added(struct enc *e, const struct tok_added_set *set, const char *s,
+static void split_added(struct tok_enc *e, const struct tok_added_set *set, const char *s,
                         size_t len, piece_fn gap)
 {
     const struct tokenizer *tok = e->tok;
@@ -198,7 +191,7 @@ static void split_added(struct enc *e, const struct tok_added_set *set, const ch
         gap(e, s + start_off, len - start_off);
 }
 
-static void piece_bpe(struct enc *e, const char *s, size_t len)
+static void piece_bpe(struct tok_enc *e, const char *s, size_t len)
 {
     size_t pos = 0;
     while (pos < len) {
@@ -259,7 +252,7 @@ static void normalize_run(enum tok_norm norm, const char *s, size_t len, char **
 
 /* Normalize s[0..len) as HF does: with utf8proc, except that characters HF's
  * older Unicode tables do not know stay as they are and split the text. */
-static void piece_normalize(struct enc *e, const char *s, size_t len)
+static void piece_normalize(struct tok_enc *e, const char *s, size_t len)
 {
     const struct tokenizer *tok = e->tok;
     if (!needs_norm(tok->norm, s, len)) {
@@ -286,33 +279,92 @@ static void piece_normalize(struct enc *e, const char *s, size_t len)
     free(buf);
 }
 
+static int check_utf8(const char *text, size_t len, const char *what, char *err, size_t errlen)
+{
+    size_t bad = 0;
+    if (tok_utf8_valid(text, len, &bad))
+        return 0;
+    if (err && errlen)
+        snprintf(err, errlen, "invalid UTF-8 at byte %zu%s", bad, what);
+    return -1;
+}
+
+static void push_ids(struct tok_enc *e, const int32_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        tok_ids_push(&e->ids, &e->n, &e->cap, ids[i]);
+}
+
+/* the ids of one sequence, no post-processor */
+static void encode_seq(struct tok_enc *e, const char *text, size_t len)
+{
+    e->base = text;
+    split_added(e, &e->tok->raw_set, text, len,
+                e->tok->model == TOK_MODEL_UNIGRAM ? tok_unigram_piece : piece_normalize);
+}
+
+static void enc_done(struct tok_enc *e, int32_t **ids, size_t *n_ids)
+{
+    tok_bpe_scratch_free(&e->sc);
+    tok_uni_scratch_free(&e->usc);
+    *ids = e->ids;
+    *n_ids = e->n;
+}
+
 int tokenizer_encode(const struct tokenizer *tok, const char *text, size_t len,
                      int add_special_tokens, int32_t **ids, size_t *n_ids, char *err,
                      size_t errlen)
 {
-    struct enc e = { .tok = tok };
-    size_t bad = 0;
+    struct tok_enc e = { .tok = tok };
 
     *ids = NULL;
     *n_ids = 0;
-    if (!tok_utf8_valid(text, len, &bad)) {
-        if (err && errlen)
-            snprintf(err, errlen, "invalid UTF-8 at byte %zu", bad);
+    if (check_utf8(text, len, "", err, errlen) < 0)
         return -1;
-    }
     tok_ids_push(&e.ids, &e.n, &e.cap, 0);      /* never NULL, even when empty */
     e.n = 0;
     if (add_special_tokens)
-        for (size_t i = 0; i < tok->n_post_pre; i++)
-            tok_ids_push(&e.ids, &e.n, &e.cap, tok->post_pre[i]);
-    split_added(&e, &tok->raw_set, text, len, piece_normalize);
+        push_ids(&e, tok->post_pre, tok->n_post_pre);
+    encode_seq(&e, text, len);
     if (add_special_tokens)
-        for (size_t i = 0; i < tok->n_post_post; i++)
-            tok_ids_push(&e.ids, &e.n, &e.cap, tok->post_post[i]);
-    tok_bpe_scratch_free(&e.sc);
-    *ids = e.ids;
-    *n_ids = e.n;
+        push_ids(&e, tok->post_post, tok->n_post_post);
+    enc_done(&e, ids, n_ids);
     return 0;
+}
+
+int tokenizer_encode_pair(const struct tokenizer *tok, const char *a, size_t alen,
+                          const char *b, size_t blen, int add_special_tokens, int32_t **ids,
+                          size_t *n_ids, char *err, size_t errlen)
+{
+    struct tok_enc e = { .tok = tok };
+
+    *ids = NULL;
+    *n_ids = 0;
+    if (check_utf8(a, alen, " of the first text", err, errlen) < 0 ||
+        check_utf8(b, blen, " of the second text", err, errlen) < 0)
+        return -1;
+    if (add_special_tokens && !tok->pair_ok) {
+        if (err && errlen)
+            snprintf(err, errlen, "the tokenizer's post-processor has no usable pair template");
+        return -1;
+    }
+    tok_ids_push(&e.ids, &e.n, &e.cap, 0);
+    e.n = 0;
+    if (add_special_tokens)
+        push_ids(&e, tok->pair_pre, tok->n_pair_pre);
+    encode_seq(&e, a, alen);
+    if (add_special_tokens)
+        push_ids(&e, tok->pair_mid, tok->n_pair_mid);
+    encode_seq(&e, b, blen);
+    if (add_special_tokens)
+        push_ids(&e, tok->pair_post, tok->n_pair_post);
+    enc_done(&e, ids, n_ids);
+    return 0;
+}
+
+int tokenizer_model_type(const struct tokenizer *tok)
+{
+    return tok->model == TOK_MODEL_UNIGRAM ? TOKENIZER_UNIGRAM : TOKENIZER_BPE;
 }
 
 /* ---- decode ------------------------------------------------------------------ */
@@ -322,12 +374,39 @@ static int id_ok(const struct tokenizer *tok, int32_t id)
     return id >= 0 && id < tok->n_ids && (tok->flags[id] & TOKF_PRESENT);
 }
 
+/* 1 when the decoder drops the replacement characters of the first token
+ * (Metaspace with a prepend scheme) */
+static int strip_first(const struct tokenizer *tok)
+{
+    return tok->model == TOK_MODEL_UNIGRAM && tok->uni->dec_prepend != TOK_PREPEND_NEVER;
+}
+
+/* the first token as the Metaspace decoder gives it: replacements dropped */
+static void append_stripped(const struct tokenizer *tok, int32_t id, char **out, size_t *len,
+                            size_t *cap)
+{
+    const struct tok_unigram *u = tok->uni;
+    const char *p = tok->strs + tok->str_off[id];
+    out_append(out, len, cap, "", 0);
+    while (*p) {
+        if (strncmp(p, u->repl, u->repl_len) == 0) {
+            p += u->repl_len;
+            continue;
+        }
+        size_t run = 0;
+        while (p[run] && strncmp(p + run, u->repl, u->repl_len) != 0)
+            run++;
+        out_append(out, len, cap, p, run);
+        p += run;
+    }
+}
+
 int tokenizer_decode(const struct tokenizer *tok, const int32_t *ids, size_t n_ids,
                      int skip_special_tokens, char **out, size_t *out_len, char *err,
                      size_t errlen)
 {
     char *raw = NULL, *res = NULL;
-    size_t raw_len = 0, raw_cap = 0, res_len = 0, res_cap = 0;
+    size_t raw_len = 0, raw_cap = 0, res_len = 0, res_cap = 0, kept = 0;
 
     *out = NULL;
     *out_len = 0;
@@ -341,8 +420,11 @@ int tokenizer_decode(const struct tokenizer *tok, const int32_t *ids, size_t n_i
         }
         if (skip_special_tokens && (tok->flags[id] & TOKF_SPECIAL))
             continue;
-        out_append(&raw, &raw_len, &raw_cap, tok->bytes + tok->bytes_off[id],
-                   tok->bytes_len[id]);
+        if (kept++ == 0 && strip_first(tok))
+            append_stripped(tok, id, &raw, &raw_len, &raw_cap);
+        else
+            out_append(&raw, &raw_len, &raw_cap, tok->bytes + tok->bytes_off[id],
+                       tok->bytes_len[id]);
     }
     out_append(&res, &res_len, &res_cap, "", 0);
     tok_utf8_lossy((const unsigned char *)raw, raw_len, 1, &res, &res_len, &res_cap);
@@ -377,6 +459,10 @@ long detok_push(struct detok *d, int32_t id, char **out, size_t *out_len, size_t
     ensure_out(out, out_len, out_cap);
     if (d->skip_special && (tok->flags[id] & TOKF_SPECIAL))
         return 0;
+    if (d->n_tokens++ == 0 && strip_first(tok)) {
+        append_stripped(tok, id, out, out_len, out_cap);
+        return (long)(*out_len - before);
+    }
     const unsigned char *b = (const unsigned char *)tok->bytes + tok->bytes_off[id];
     size_t n = tok->bytes_len[id];
     unsigned char stack[256], *buf = stack;

@@ -44,6 +44,51 @@ struct tok_merge_slot {
     int32_t new_id;
 };
 
+/* model types (tokenizer.json "model.type") */
+enum tok_model { TOK_MODEL_BPE = 0, TOK_MODEL_UNIGRAM };
+
+/* SentencePiece's precompiled charsmap (tok_charsmap.c) */
+struct tok_charsmap {
+    uint32_t *units;            /* Darts double array */
+    size_t n_units;
+    char *blob;                 /* NUL-terminated replacements (blob[blob_len] = 0) */
+    size_t blob_len;
+    int64_t ascii[128];         /* replacement offset of each ASCII character, or -1 */
+};
+
+/* Metaspace prepend schemes */
+enum tok_prepend { TOK_PREPEND_NEVER = 0, TOK_PREPEND_ALWAYS, TOK_PREPEND_FIRST };
+
+/* The Unigram model and its normalizer / Metaspace settings (tok_unigram.c).
+ * Piece strings are tok->strs + tok->str_off[id] for id < n_pieces. */
+struct tok_unigram {
+    size_t n_pieces;
+    double *scores;             /* [n_pieces] */
+    int32_t unk_id;
+    double unk_score;           /* min score - 10 */
+    int fuse_unk;
+    /* trie of the pieces' bytes: node 0 is the root; a node's children are
+     * edges[first_edge .. first_edge + n_edges), each child << 8 | label,
+     * sorted by label */
+    struct tok_uni_node {
+        uint32_t first_edge, n_edges;
+        int32_t id;             /* piece ending here, or -1 */
+    } *nodes;
+    uint32_t *edges;
+    uint32_t n_nodes, n_edges;
+    uint32_t root_child[256];
+    /* normalizer: Precompiled, then Replace(" {2,}" -> " ") */
+    int has_charsmap, collapse_spaces;
+    struct tok_charsmap cm;
+    /* Metaspace pre-tokenizer and decoder */
+    int metaspace, split;
+    enum tok_prepend prepend;
+    int dec_metaspace;
+    enum tok_prepend dec_prepend;
+    char repl[8];               /* the replacement character's UTF-8 */
+    size_t repl_len;
+};
+
 /* word cache: raw word bytes -> ids. Bounded; cleared when full. */
 struct tok_cache {
     pthread_mutex_t lock;
@@ -79,6 +124,14 @@ struct tokenizer {
     int ignore_merges;
     int32_t *post_pre, *post_post;      /* ids the post-processor adds around a sequence */
     size_t n_post_pre, n_post_post;
+    /* pair template: pair_pre A pair_mid B pair_post; pair_ok 0 when the
+     * post-processor's pair form is one we cannot express so */
+    int32_t *pair_pre, *pair_mid, *pair_post;
+    size_t n_pair_pre, n_pair_mid, n_pair_post;
+    int pair_ok;
+
+    enum tok_model model;
+    struct tok_unigram *uni;    /* TOK_MODEL_UNIGRAM only */
 
     int32_t bos_id, eos_id, pad_id;
     char *bos_tok, *eos_tok, *pad_tok;
@@ -124,6 +177,42 @@ int tok_merge_lookup(const struct tokenizer *tok, int32_t a, int32_t b, uint32_t
                      int32_t *new_id);
 void tok_cache_init(struct tok_cache *c);
 void tok_cache_free(struct tok_cache *c);
+
+/* One encode call's state: the ids so far and reusable scratch memory. */
+struct tok_uni_scratch {
+    char *norm, *word;
+    size_t norm_len, norm_cap, word_len, word_cap;
+    void *best;
+    size_t best_cap;
+};
+struct tok_enc {
+    const struct tokenizer *tok;
+    int32_t *ids;
+    size_t n, cap;
+    struct tok_bpe_scratch sc;
+    struct tok_uni_scratch usc;
+    const char *base;           /* start of the text being encoded */
+};
+
+/* Unigram (tok_unigram.c): build the piece trie from the loaded vocabulary;
+ * encode one piece of text between added tokens (normalize, Metaspace,
+ * Viterbi), appending to e->ids. */
+int tok_unigram_build(struct tokenizer *tok, char *err, size_t errlen);
+void tok_unigram_piece(struct tok_enc *e, const char *s, size_t len);
+void tok_uni_scratch_free(struct tok_uni_scratch *sc);
+void tok_unigram_free(struct tok_unigram *u);
+
+/* Precompiled charsmap (tok_charsmap.c): load from the base64 text; append
+ * the normalization of text[0..n) (valid UTF-8) to *out (NUL-terminated). */
+int tok_charsmap_load(struct tok_charsmap *cm, const char *b64, size_t b64_len, char *err,
+                      size_t errlen);
+void tok_charsmap_free(struct tok_charsmap *cm);
+void tok_charsmap_normalize(const struct tok_charsmap *cm, const char *text, size_t n,
+                            char **out, size_t *len, size_t *cap);
+
+/* printf into a caller's error buffer (tokenizer.c) */
+void tok_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* The model vocabulary id of a byte-level string, or -1. */
 int32_t tok_vocab_find(const struct tokenizer *tok, const char *s, size_t len);

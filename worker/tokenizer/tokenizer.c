@@ -19,9 +19,9 @@
 #include "tok_internal.h"
 #include "util.h"
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+#define set_err tok_set_err
+
+void tok_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     if (!err || !errlen)
@@ -272,24 +272,34 @@ static int assign_added(struct tokenizer *tok, json_t *added, size_t vocab_count
     return 0;
 }
 
-/* Build the per-id tables from the vocab object and the added tokens. */
-static int load_vocab(struct tokenizer *tok, json_t *vocab, json_t *added, char *err,
-                      size_t errlen)
+/* The decoded form of a Unigram piece: the Metaspace replacement character
+ * turned into a space. Written to <out> (room for strlen(s) bytes). */
+static size_t piece_decode_bytes(const struct tok_unigram *u, const char *s, char *out)
 {
-    const char *key;
-    json_t *val;
+    size_t n = 0;
+    while (*s) {
+        if (u->repl_len && strncmp(s, u->repl, u->repl_len) == 0 && u->dec_metaspace) {
+            out[n++] = ' ';
+            s += u->repl_len;
+        } else
+            out[n++] = *s++;
+    }
+    return n;
+}
+
+/* Build the per-id tables from the vocabulary (keys[i] has id ids[i]) and
+ * the added tokens. A Unigram vocabulary may repeat a string: the last id
+ * wins its lookups, as in HF's map. */
+static int vocab_tables(struct tokenizer *tok, const char *const *keys, const int32_t *ids,
+                        size_t n_vocab, json_t *added, char *err, size_t errlen)
+{
     int64_t max_id = -1;
     size_t total = 0;
 
-    json_object_foreach(vocab, key, val) {
-        json_int_t id = json_integer_value(val);
-        if (!json_is_integer(val) || id < 0 || id > 0x7fffffff) {
-            set_err(err, errlen, "vocab entry \"%s\" has no valid id", key);
-            return -1;
-        }
-        if (id > max_id)
-            max_id = id;
-        total += strlen(key) + 1;
+    for (size_t i = 0; i < n_vocab; i++) {
+        if (ids[i] > max_id)
+            max_id = ids[i];
+        total += strlen(keys[i]) + 1;
     }
     for (size_t i = 0; i < json_array_size(added); i++) {
         const char *c = json_string_value(json_object_get(json_array_get(added, i), "content"));
@@ -305,8 +315,8 @@ static int load_vocab(struct tokenizer *tok, json_t *vocab, json_t *added, char 
     }
     /* room for every id the added tokens can take */
     size_t cap = (size_t)max_id + 1;
-    if (json_object_size(vocab) + json_array_size(added) > cap)
-        cap = json_object_size(vocab) + json_array_size(added);
+    if (n_vocab + json_array_size(added) > cap)
+        cap = n_vocab + json_array_size(added);
     tok->flags = xcalloc(cap, 1);
     tok->str_off = xcalloc(cap, sizeof(uint32_t));
     tok->bytes_off = xcalloc(cap, sizeof(uint32_t));
@@ -317,8 +327,9 @@ static int load_vocab(struct tokenizer *tok, json_t *vocab, json_t *added, char 
     tok->strs[so++] = '\0';     /* offset 0: "" for absent ids */
     tok->bytes[bo++] = '\0';
 
-    json_object_foreach(vocab, key, val) {
-        int32_t id = (int32_t)json_integer_value(val);
+    for (size_t i = 0; i < n_vocab; i++) {
+        const char *key = keys[i];
+        int32_t id = ids[i];
         size_t l = strlen(key);
         if (tok->flags[id] & TOKF_PRESENT) {
             set_err(err, errlen, "vocab id %d appears twice", (int)id);
@@ -329,14 +340,21 @@ static int load_vocab(struct tokenizer *tok, json_t *vocab, json_t *added, char 
         memcpy(tok->strs + so, key, l + 1);
         so += l + 1;
     }
-    tok->vmap_mask = pow2_at_least(json_object_size(vocab) * 2 + 1) - 1;
+    tok->vmap_mask = pow2_at_least(n_vocab * 2 + 1) - 1;
     tok->vmap = xmalloc(((size_t)tok->vmap_mask + 1) * sizeof(*tok->vmap));
     memset(tok->vmap, 0xff, ((size_t)tok->vmap_mask + 1) * sizeof(*tok->vmap));
-    for (size_t id = 0; id <= (size_t)max_id; id++)
-        if (tok->flags[id] & TOKF_PRESENT)
-            vocab_insert(tok, (int32_t)id);
+    if (tok->model == TOK_MODEL_UNIGRAM) {
+        /* the first string found wins a lookup: insert the last ids first */
+        for (int64_t id = max_id; id >= 0; id--)
+            if (tok->flags[id] & TOKF_PRESENT)
+                vocab_insert(tok, (int32_t)id);
+    } else {
+        for (size_t id = 0; id <= (size_t)max_id; id++)
+            if (tok->flags[id] & TOKF_PRESENT)
+                vocab_insert(tok, (int32_t)id);
+    }
 
-    if (assign_added(tok, added, json_object_size(vocab), &max_id, err, errlen) < 0)
+    if (assign_added(tok, added, n_vocab, &max_id, err, errlen) < 0)
         return -1;
     tok->n_ids = (int32_t)(max_id + 1);
     /* added tokens own their ids' strings (the same text when in the vocab) */
@@ -351,7 +369,9 @@ static int load_vocab(struct tokenizer *tok, json_t *vocab, json_t *added, char 
     for (int32_t id = 0; id < tok->n_ids; id++) {
         if (!(tok->flags[id] & TOKF_PRESENT))
             continue;
-        size_t l = token_decode_bytes(tok->strs + tok->str_off[id], tok->bytes + bo);
+        size_t l = tok->model == TOK_MODEL_UNIGRAM
+                       ? piece_decode_bytes(tok->uni, tok->strs + tok->str_off[id], tok->bytes + bo)
+                       : token_decode_bytes(tok->strs + tok->str_off[id], tok->bytes + bo);
         tok->bytes_off[id] = (uint32_t)bo;
         tok->bytes_len[id] = (uint32_t)l;
         tok->bytes[bo + l] = '\0';
@@ -364,6 +384,33 @@ static int load_vocab(struct tokenizer *tok, json_t *vocab, json_t *added, char 
         tok->byte_id[b] = tok_vocab_find(tok, s, l);
     }
     return 0;
+}
+
+/* BPE: the vocab object {"string": id, ...} */
+static int load_vocab(struct tokenizer *tok, json_t *vocab, json_t *added, char *err,
+                      size_t errlen)
+{
+    const char *key;
+    json_t *val;
+    size_t n = 0, cap = json_object_size(vocab) + 1;
+    const char **keys = xcalloc(cap, sizeof(*keys));
+    int32_t *ids = xcalloc(cap, sizeof(*ids));
+    int rc = -1;
+
+    json_object_foreach(vocab, key, val) {
+        json_int_t id = json_integer_value(val);
+        if (!json_is_integer(val) || id < 0 || id > 0x7fffffff) {
+            set_err(err, errlen, "vocab entry \"%s\" has no valid id", key);
+            goto done;
+        }
+        keys[n] = key;
+        ids[n++] = (int32_t)id;
+    }
+    rc = vocab_tables(tok, keys, ids, n, added, err, errlen);
+done:
+    free(keys);
+    free(ids);
+    return rc;
 }
 
 /* Index the added tokens of one kind (normalized or not) for matching. */
@@ -397,9 +444,15 @@ static void build_added_set(struct tokenizer *tok, struct tok_added_set *set, in
     }
 }
 
-static int prepare_added(struct tokenizer *tok)
+static int prepare_added(struct tokenizer *tok, char *err, size_t errlen)
 {
     size_t total = 0;
+    for (size_t i = 0; i < tok->n_added; i++)
+        if (tok->model == TOK_MODEL_UNIGRAM && tok->added[i].normalized) {
+            set_err(err, errlen, "added token \"%s\": normalized added tokens are not "
+                    "supported with a Unigram model", tok->added[i].content);
+            return -1;
+        }
     char **forms = xcalloc(tok->n_added ? tok->n_added : 1, sizeof(char *));
     for (size_t i = 0; i < tok->n_added; i++) {
         const char *c = tok->strs + tok->str_off[tok->added[i].id];
@@ -490,9 +543,51 @@ static int load_pre_tokenizer(json_t *p, char *err, size_t errlen)
 
 static void ids_from_json(json_t *arr, int32_t **ids, size_t *n)
 {
-    size_t cap = 0;
+    size_t cap = *n;            /* appending keeps what is there */
     for (size_t i = 0; i < json_array_size(arr); i++)
         tok_ids_push(ids, n, &cap, (int32_t)json_integer_value(json_array_get(arr, i)));
+}
+
+/* TemplateProcessing's "pair": special tokens before A, between A and B and
+ * after B. A pair form we cannot express that way (B before A, a sequence
+ * twice, no pair at all) leaves pair_ok 0: tokenizer_encode_pair() then
+ * refuses add_special_tokens. */
+static int load_template_pair(struct tokenizer *tok, json_t *pair, json_t *specials, char *err,
+                              size_t errlen)
+{
+    int stage = 0;              /* 0: before A, 1: after A, 2: after B */
+    int32_t **dst[3] = { &tok->pair_pre, &tok->pair_mid, &tok->pair_post };
+    size_t *cnt[3] = { &tok->n_pair_pre, &tok->n_pair_mid, &tok->n_pair_post };
+
+    for (int k = 0; k < 3; k++) {
+        free(*dst[k]);
+        *dst[k] = NULL;
+        *cnt[k] = 0;
+    }
+    tok->pair_ok = 0;
+    if (!json_is_array(pair))
+        return 0;
+    for (size_t i = 0; i < json_array_size(pair); i++) {
+        json_t *item = json_array_get(pair, i);
+        json_t *seq = json_object_get(item, "Sequence");
+        if (seq) {
+            const char *id = json_string_value(json_object_get(seq, "id"));
+            if (!id || strcmp(id, stage == 0 ? "A" : "B") != 0 || stage == 2)
+                return 0;
+            stage++;
+            continue;
+        }
+        const char *name = json_string_value(json_object_get(json_object_get(item, "SpecialToken"),
+                                                             "id"));
+        json_t *def = name ? json_object_get(specials, name) : NULL;
+        if (!def) {
+            set_err(err, errlen, "TemplateProcessing: unknown special token in pair");
+            return -1;
+        }
+        ids_from_json(json_object_get(def, "ids"), dst[stage], cnt[stage]);
+    }
+    tok->pair_ok = stage == 2;
+    return 0;
 }
 
 /* Post-processors: ByteLevel (adds nothing), TemplateProcessing ("single"),
@@ -535,7 +630,7 @@ static int load_post(struct tokenizer *tok, json_t *p, char *err, size_t errlen)
             else
                 ids_from_json(json_object_get(def, "ids"), &tok->post_pre, &tok->n_post_pre);
         }
-        return 0;
+        return load_template_pair(tok, json_object_get(p, "pair"), specials, err, errlen);
     }
     if (strcmp(type, "BertProcessing") == 0 || strcmp(type, "RobertaProcessing") == 0) {
         json_t *cls = json_object_get(p, "cls"), *sep = json_object_get(p, "sep");
@@ -545,6 +640,23 @@ static int load_post(struct tokenizer *tok, json_t *p, char *err, size_t errlen)
         cap = 0;
         tok_ids_push(&tok->post_post, &tok->n_post_post, &cap,
                      (int32_t)json_integer_value(json_array_get(sep, 1)));
+        /* pair: cls A sep B sep (Bert), cls A sep sep B sep (Roberta) */
+        int32_t c = (int32_t)json_integer_value(json_array_get(cls, 1));
+        int32_t e = (int32_t)json_integer_value(json_array_get(sep, 1));
+        free(tok->pair_pre);
+        free(tok->pair_mid);
+        free(tok->pair_post);
+        tok->pair_pre = tok->pair_mid = tok->pair_post = NULL;
+        tok->n_pair_pre = tok->n_pair_mid = tok->n_pair_post = 0;
+        cap = 0;
+        tok_ids_push(&tok->pair_pre, &tok->n_pair_pre, &cap, c);
+        cap = 0;
+        tok_ids_push(&tok->pair_mid, &tok->n_pair_mid, &cap, e);
+        if (strcmp(type, "RobertaProcessing") == 0)
+            tok_ids_push(&tok->pair_mid, &tok->n_pair_mid, &cap, e);
+        cap = 0;
+        tok_ids_push(&tok->pair_post, &tok->n_pair_post, &cap, e);
+        tok->pair_ok = 1;
         return 0;
     }
     set_err(err, errlen, "post_processor \"%s\" is not supported", type);
@@ -559,7 +671,7 @@ static int load_model(struct tokenizer *tok, json_t *root, char *err, size_t err
     json_t *merges = json_object_get(model, "merges");
     json_t *added = json_object_get(root, "added_tokens");
     if (!json_is_object(model) || (type && strcmp(type, "BPE") != 0)) {
-        set_err(err, errlen, "model type \"%s\" is not supported (only BPE)",
+        set_err(err, errlen, "model type \"%s\" is not supported (only BPE and Unigram)",
                 type ? type : "?");
         return -1;
     }
@@ -580,6 +692,172 @@ static int load_model(struct tokenizer *tok, json_t *root, char *err, size_t err
     if (load_vocab(tok, vocab, added, err, errlen) < 0)
         return -1;
     return load_merges(tok, merges, err, errlen);
+}
+
+/* ---- Unigram -------------------------------------------------------------------- */
+
+/* Metaspace (pre-tokenizer or decoder): replacement, prepend scheme (the old
+ * add_prefix_space too, as HF reads it) and split. */
+static int load_metaspace(json_t *m, const char *what, char *repl, size_t *repl_len,
+                          enum tok_prepend *prepend, int *split, char *err, size_t errlen)
+{
+    const char *type = json_string_value(json_object_get(m, "type"));
+    const char *r = json_string_value(json_object_get(m, "replacement"));
+    if (!type || strcmp(type, "Metaspace") != 0 || !r) {
+        set_err(err, errlen, "%s is not supported for Unigram (only Metaspace)", what);
+        return -1;
+    }
+    size_t w = 0;
+    if (!*r || !tok_utf8_valid(r, strlen(r), &w) || (tok_utf8_decode((const unsigned char *)r, &w),
+                                                     w != strlen(r))) {
+        set_err(err, errlen, "%s: replacement must be one character", what);
+        return -1;
+    }
+    memcpy(repl, r, w + 1);
+    *repl_len = w;
+    *prepend = TOK_PREPEND_ALWAYS;
+    const char *ps = json_string_value(json_object_get(m, "prepend_scheme"));
+    if (ps && strcmp(ps, "never") == 0)
+        *prepend = TOK_PREPEND_NEVER;
+    else if (ps && strcmp(ps, "first") == 0)
+        *prepend = TOK_PREPEND_FIRST;
+    else if (ps && strcmp(ps, "always") != 0) {
+        set_err(err, errlen, "%s: prepend_scheme \"%s\" is not known", what, ps);
+        return -1;
+    }
+    if (json_is_false(json_object_get(m, "add_prefix_space"))) {
+        if (*prepend != TOK_PREPEND_NEVER && ps) {
+            set_err(err, errlen, "%s: add_prefix_space does not match prepend_scheme", what);
+            return -1;
+        }
+        *prepend = TOK_PREPEND_NEVER;
+    }
+    json_t *sp = json_object_get(m, "split");
+    *split = !json_is_false(sp);
+    return 0;
+}
+
+/* Precompiled, Replace(" {2,}" -> " "), or a Sequence of them in that order */
+static int load_uni_normalizer(struct tok_unigram *u, json_t *n, int depth, char *err,
+                               size_t errlen)
+{
+    if (!n || json_is_null(n))
+        return 0;
+    const char *type = json_string_value(json_object_get(n, "type"));
+    if (!type)
+        type = "";
+    if (strcmp(type, "Sequence") == 0 && depth == 0) {
+        json_t *list = json_object_get(n, "normalizers");
+        for (size_t i = 0; i < json_array_size(list); i++)
+            if (load_uni_normalizer(u, json_array_get(list, i), 1, err, errlen) < 0)
+                return -1;
+        return 0;
+    }
+    if (strcmp(type, "Precompiled") == 0 && !u->has_charsmap && !u->collapse_spaces) {
+        json_t *b = json_object_get(n, "precompiled_charsmap");
+        if (json_is_null(b) || (json_is_string(b) && json_string_length(b) == 0))
+            return 0;
+        if (!json_is_string(b) ||
+            tok_charsmap_load(&u->cm, json_string_value(b), json_string_length(b), err,
+                              errlen) < 0) {
+            if (!json_is_string(b))
+                set_err(err, errlen, "Precompiled without precompiled_charsmap");
+            return -1;
+        }
+        u->has_charsmap = 1;
+        return 0;
+    }
+    if (strcmp(type, "Replace") == 0 && !u->collapse_spaces) {
+        const char *re = json_string_value(json_object_get(json_object_get(n, "pattern"),
+                                                           "Regex"));
+        const char *content = json_string_value(json_object_get(n, "content"));
+        if (re && content && strcmp(re, " {2,}") == 0 && strcmp(content, " ") == 0) {
+            u->collapse_spaces = 1;
+            return 0;
+        }
+        set_err(err, errlen, "normalizer Replace is only supported as \" {2,}\" -> \" \"");
+        return -1;
+    }
+    set_err(err, errlen, "normalizer \"%s\" is not supported for Unigram", type);
+    return -1;
+}
+
+static int load_unigram(struct tokenizer *tok, json_t *root, char *err, size_t errlen)
+{
+    json_t *model = json_object_get(root, "model");
+    json_t *vocab = json_object_get(model, "vocab");
+    json_t *unk = json_object_get(model, "unk_id");
+    struct tok_unigram *u = tok->uni = xcalloc(1, sizeof(*tok->uni));
+    const char **keys = NULL;
+    int32_t *ids = NULL;
+    int rc = -1;
+
+    if (load_uni_normalizer(u, json_object_get(root, "normalizer"), 0, err, errlen) < 0)
+        goto done;
+    json_t *pre = json_object_get(root, "pre_tokenizer");
+    if (pre && !json_is_null(pre)) {
+        if (load_metaspace(pre, "pre_tokenizer", u->repl, &u->repl_len, &u->prepend, &u->split,
+                           err, errlen) < 0)
+            goto done;
+        u->metaspace = 1;
+    }
+    char drepl[8];
+    size_t drepl_len;
+    int dsplit;
+    if (load_metaspace(json_object_get(root, "decoder"), "decoder", drepl, &drepl_len,
+                       &u->dec_prepend, &dsplit, err, errlen) < 0)
+        goto done;
+    if (u->metaspace && strcmp(drepl, u->repl) != 0) {
+        set_err(err, errlen, "Metaspace decoder and pre-tokenizer replacements differ");
+        goto done;
+    }
+    memcpy(u->repl, drepl, sizeof(drepl));
+    u->repl_len = drepl_len;
+    u->dec_metaspace = 1;
+    if (json_is_true(json_object_get(model, "byte_fallback"))) {
+        set_err(err, errlen, "Unigram byte_fallback is not supported");
+        goto done;
+    }
+    size_t n = json_array_size(vocab);
+    if (!json_is_array(vocab) || n == 0) {
+        set_err(err, errlen, "Unigram model without a vocab");
+        goto done;
+    }
+    if (!json_is_integer(unk) || json_integer_value(unk) < 0 ||
+        (size_t)json_integer_value(unk) >= n) {
+        set_err(err, errlen, "Unigram model needs an unk_id inside its vocab");
+        goto done;
+    }
+    u->n_pieces = n;
+    u->unk_id = (int32_t)json_integer_value(unk);
+    u->fuse_unk = 1;
+    u->scores = xmalloc(n * sizeof(double));
+    keys = xmalloc(n * sizeof(*keys));
+    ids = xmalloc(n * sizeof(*ids));
+    double min_score = 1.0 / 0.0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(vocab, i);
+        json_t *ps = json_array_get(e, 0), *sc = json_array_get(e, 1);
+        if (!json_is_string(ps) || !json_is_number(sc) || strlen(json_string_value(ps)) !=
+            json_string_length(ps)) {
+            set_err(err, errlen, "Unigram vocab entry %zu is not [piece, score]", i);
+            goto done;
+        }
+        keys[i] = json_string_value(ps);
+        ids[i] = (int32_t)i;
+        u->scores[i] = json_number_value(sc);
+        if (u->scores[i] < min_score)
+            min_score = u->scores[i];
+    }
+    u->unk_score = min_score - 10.0;
+    if (vocab_tables(tok, keys, ids, n, json_object_get(root, "added_tokens"), err, errlen) < 0 ||
+        tok_unigram_build(tok, err, errlen) < 0)
+        goto done;
+    rc = 0;
+done:
+    free(keys);
+    free(ids);
+    return rc;
 }
 
 /* ---- tokenizer_config.json ------------------------------------------------ */
@@ -653,18 +931,29 @@ struct tokenizer *tokenizer_load(const char *path, char *err, size_t errlen)
         set_err(err, errlen, "%s:%d: %s", json_path, jerr.line, jerr.text);
         goto fail;
     }
-    if (load_normalizer(tok, json_object_get(root, "normalizer"), err, errlen) < 0 ||
-        load_pre_tokenizer(json_object_get(root, "pre_tokenizer"), err, errlen) < 0)
-        goto fail;
-    json_t *dec = json_object_get(root, "decoder");
-    if (!is_bytelevel(dec, 0)) {
-        set_err(err, errlen, "decoder is not supported (only ByteLevel)");
-        goto fail;
+    const char *mtype = json_string_value(json_object_get(json_object_get(root, "model"),
+                                                          "type"));
+    tok->pair_ok = 1;           /* no post-processor: a pair is A then B */
+    if (mtype && strcmp(mtype, "Unigram") == 0) {
+        tok->model = TOK_MODEL_UNIGRAM;
+        if (load_unigram(tok, root, err, errlen) < 0 ||
+            load_post(tok, json_object_get(root, "post_processor"), err, errlen) < 0)
+            goto fail;
+    } else {
+        if (load_normalizer(tok, json_object_get(root, "normalizer"), err, errlen) < 0 ||
+            load_pre_tokenizer(json_object_get(root, "pre_tokenizer"), err, errlen) < 0)
+            goto fail;
+        json_t *dec = json_object_get(root, "decoder");
+        if (!is_bytelevel(dec, 0)) {
+            set_err(err, errlen, "decoder is not supported (only ByteLevel)");
+            goto fail;
+        }
+        if (load_model(tok, root, err, errlen) < 0 ||
+            load_post(tok, json_object_get(root, "post_processor"), err, errlen) < 0)
+            goto fail;
     }
-    if (load_model(tok, root, err, errlen) < 0 ||
-        load_post(tok, json_object_get(root, "post_processor"), err, errlen) < 0)
+    if (prepare_added(tok, err, errlen) < 0)
         goto fail;
-    prepare_added(tok);
     json_decref(root);
     root = NULL;
     if (load_config(tok, cfg_path, err, errlen) < 0)
@@ -698,6 +987,10 @@ void tokenizer_free(struct tokenizer *tok)
     free(tok->norm_set.idx);
     free(tok->post_pre);
     free(tok->post_post);
+    free(tok->pair_pre);
+    free(tok->pair_mid);
+    free(tok->pair_post);
+    tok_unigram_free(tok->uni);
     free(tok->bos_tok);
     free(tok->eos_tok);
     free(tok->pad_tok);

@@ -1,8 +1,9 @@
 /*
- * tokenizer.h -- the worker's tokenizer interface: byte-level BPE loaded from
- * a Hugging Face tokenizer.json (Qwen2/Qwen2.5/Qwen3), encode with added and
- * special tokens matched before BPE, decode, and incremental detokenization
- * for streams. Immutable after load (a bounded word cache inside has its own
+ * tokenizer.h -- the worker's tokenizer interface: byte-level BPE (Qwen2/
+ * Qwen2.5/Qwen3) or SentencePiece Unigram (XLM-R: precompiled charsmap,
+ * Metaspace) loaded from a Hugging Face tokenizer.json, encode (one text or a
+ * pair) with added and special tokens matched first, decode, and incremental
+ * detokenization for streams. Immutable after load (a bounded word cache inside has its own
  * lock, taken with trylock): safe to share between threads.
  * Owned by worker/tokenizer/; it knows nothing of HTTP or the engine.
  */
@@ -26,10 +27,10 @@ int tokenizer_vocab_size(const struct tokenizer *tok);
 /* The id of token string <s> (vocabulary or added token), or -1. */
 int32_t tokenizer_token_to_id(const struct tokenizer *tok, const char *s);
 /* The token's string as tokenizer.json spells it (byte-level form, e.g.
- * "Ġhello"), or NULL for an unknown id. Borrowed, lives with <tok>. */
+ * "Ġhello"; Unigram: "▁hello"), or NULL for an unknown id. Borrowed, lives with <tok>. */
 const char *tokenizer_id_to_token(const struct tokenizer *tok, int32_t id);
-/* The raw bytes the token decodes to (byte-level mapping undone; an added
- * token's content). 0, or -1 for an unknown id. Borrowed. */
+/* The raw bytes the token decodes to (byte-level mapping undone, or for
+ * Unigram the Metaspace "▁" turned into a space; an added token's content). 0, or -1 for an unknown id. Borrowed. */
 int tokenizer_token_bytes(const struct tokenizer *tok, int32_t id, const char **bytes,
                           size_t *len);
 /* 1 when <id> is a special added token (special: true in tokenizer.json). */
@@ -51,6 +52,20 @@ int tokenizer_add_bos_token(const struct tokenizer *tok);
 int tokenizer_encode(const struct tokenizer *tok, const char *text, size_t len,
                      int add_special_tokens, int32_t **ids, size_t *n_ids,
                      char *err, size_t errlen);
+/* Encode a pair as tokenizer.encode(a, b, add_special_tokens=...): each text
+ * on its own, then the post-processor's pair template (XLM-R: <s> A </s></s>
+ * B </s>; none: A B). -1 (message in err) for invalid UTF-8, or when
+ * add_special_tokens is set and the post-processor's pair form is not one we
+ * implement. *ids is malloc'd, the caller frees it. */
+int tokenizer_encode_pair(const struct tokenizer *tok, const char *a, size_t alen,
+                          const char *b, size_t blen, int add_special_tokens, int32_t **ids,
+                          size_t *n_ids, char *err, size_t errlen);
+
+/* The model of a loaded tokenizer. */
+#define TOKENIZER_BPE 0
+#define TOKENIZER_UNIGRAM 1
+int tokenizer_model_type(const struct tokenizer *tok);
+
 /* Decode as tokenizer.decode(ids, skip_special_tokens=...): invalid UTF-8
  * becomes U+FFFD. *out is malloc'd and NUL-terminated; the caller frees it.
  * Returns 0, or -1 for an id outside the vocabulary (message in err; HF
@@ -70,6 +85,8 @@ struct detok {
     int skip_special;
     char pending[8];            /* bytes of an unfinished UTF-8 character */
     size_t n_pending;
+    size_t n_tokens;            /* tokens shown so far (a Metaspace decoder treats
+                                 * the first one apart) */
 };
 void detok_init(struct detok *d, const struct tokenizer *tok, int skip_special_tokens);
 /* Append the text of <id> to <out> (grown with xgrow/realloc; *out_len and
