@@ -2,7 +2,11 @@
  * mkmodel.c -- writes a random-weight Hugging Face model folder (config.json,
  * generation_config.json, model.safetensors or shards + index, and a copy of
  * tokenizer.json / tokenizer_config.json / chat_template.jinja from
- * --tokenizer DIR) for Qwen2, Qwen3 and Qwen3-MoE. Deterministic: the same
+ * --tokenizer DIR) for Qwen2, Qwen3 and Qwen3-MoE, and XLM-RoBERTa encoders
+ * (--arch xlmr-embed: XLMRobertaModel as bge-m3, optionally with its
+ * sparse_linear.pt / colbert_linear.pt heads in torch's zip format and
+ * sentence-transformers modules.json + 1_Pooling; --arch xlmr-rerank:
+ * XLMRobertaForSequenceClassification, one label). Deterministic: the same
  * flags give byte-identical files on every host (CI has no torch).
  *
  * Weights: tensor <name> draws from its own splitmix64 stream seeded with
@@ -16,6 +20,11 @@
  *   projections (q k v o, MLP, experts, router)  std 1/sqrt(fan_in)
  *   q/k/v biases (qwen2)          std 0.5
  *   RMSNorm weights               mean 1, std 0.05
+ * XLM-R: embeddings (word, position, token type) std 0.5 (--embed-std),
+ * LayerNorm weights mean 1 std 0.05 and biases std 0.05, every Linear's
+ * weight std 1/sqrt(fan_in) and bias std 0.1 (encoder, pooler, classifier,
+ * sparse and colbert heads). --weights bin writes pytorch_model.bin (torch
+ * zip checkpoint) instead of model.safetensors.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -31,6 +40,8 @@
 
 struct opts {
     const char *arch, *out, *tokenizer, *dtype, *rope, *mlp_only;
+    const char *pooling, *weights;  /* xlmr: cls|mean|none; safetensors|bin */
+    int sparse, colbert, normalize, xlmr;
     int hidden, layers, heads, kv_heads, head_dim, inter, vocab, tie, max_pos, shards;
     int experts, top_k, moe_inter, norm_topk, sparse_step, window, max_window_layers;
     double rope_theta, embed_std;
@@ -130,6 +141,46 @@ static void build_list(const struct opts *o, struct wlist *l)
         add(l, 0, o->embed_std, 2, o->vocab, hd, "lm_head.weight");
 }
 
+/* XLM-R tensors with prefix <p> ("" or "roberta.") */
+static void build_xlmr(const struct opts *o, struct wlist *l)
+{
+    int64_t hd = o->hidden, id = o->inter;
+    double sh = 1.0 / sqrt((double)hd), si = 1.0 / sqrt((double)id), es = o->embed_std;
+    int rerank = strcmp(o->arch, "xlmr-rerank") == 0;
+    const char *p = rerank ? "roberta." : "";
+    add(l, 0, es, 2, o->vocab, hd, "%sembeddings.word_embeddings.weight", p);
+    add(l, 0, es, 2, o->max_pos, hd, "%sembeddings.position_embeddings.weight", p);
+    add(l, 0, es, 2, 1, hd, "%sembeddings.token_type_embeddings.weight", p);
+    add(l, 1, 0.05, 1, hd, 0, "%sembeddings.LayerNorm.weight", p);
+    add(l, 0, 0.05, 1, hd, 0, "%sembeddings.LayerNorm.bias", p);
+    for (int i = 0; i < o->layers; i++) {
+        static const char *qkv[] = { "query", "key", "value" };
+        for (int j = 0; j < 3; j++) {
+            add(l, 0, sh, 2, hd, hd, "%sencoder.layer.%d.attention.self.%s.weight", p, i, qkv[j]);
+            add(l, 0, 0.1, 1, hd, 0, "%sencoder.layer.%d.attention.self.%s.bias", p, i, qkv[j]);
+        }
+        add(l, 0, sh, 2, hd, hd, "%sencoder.layer.%d.attention.output.dense.weight", p, i);
+        add(l, 0, 0.1, 1, hd, 0, "%sencoder.layer.%d.attention.output.dense.bias", p, i);
+        add(l, 1, 0.05, 1, hd, 0, "%sencoder.layer.%d.attention.output.LayerNorm.weight", p, i);
+        add(l, 0, 0.05, 1, hd, 0, "%sencoder.layer.%d.attention.output.LayerNorm.bias", p, i);
+        add(l, 0, sh, 2, id, hd, "%sencoder.layer.%d.intermediate.dense.weight", p, i);
+        add(l, 0, 0.1, 1, id, 0, "%sencoder.layer.%d.intermediate.dense.bias", p, i);
+        add(l, 0, si, 2, hd, id, "%sencoder.layer.%d.output.dense.weight", p, i);
+        add(l, 0, 0.1, 1, hd, 0, "%sencoder.layer.%d.output.dense.bias", p, i);
+        add(l, 1, 0.05, 1, hd, 0, "%sencoder.layer.%d.output.LayerNorm.weight", p, i);
+        add(l, 0, 0.05, 1, hd, 0, "%sencoder.layer.%d.output.LayerNorm.bias", p, i);
+    }
+    if (rerank) {
+        add(l, 0, sh, 2, hd, hd, "classifier.dense.weight");
+        add(l, 0, 0.1, 1, hd, 0, "classifier.dense.bias");
+        add(l, 0, sh, 2, 1, hd, "classifier.out_proj.weight");
+        add(l, 0, 0.1, 1, 1, 0, "classifier.out_proj.bias");
+    } else {
+        add(l, 0, sh, 2, hd, hd, "pooler.dense.weight");
+        add(l, 0, 0.1, 1, hd, 0, "pooler.dense.bias");
+    }
+}
+
 static int cmp_wt(const void *a, const void *b)
 {
     return strcmp(((const struct wt *)a)->name, ((const struct wt *)b)->name);
@@ -148,27 +199,37 @@ static uint64_t splitmix64(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+/* The next <m> values of a tensor's stream <state> into <buf> in dtype <dt>. */
+static void gen_values(unsigned char *buf, size_t m, uint64_t *state, double mean, double a,
+                       enum kn_dtype dt)
+{
+    for (size_t i = 0; i < m; i++) {
+        double u = (double)(splitmix64(state) >> 40) * (1.0 / 16777216.0);
+        float v = (float)(mean + a * (2.0 * u - 1.0));
+        if (dt == KN_F32)
+            memcpy(buf + 4 * i, &v, 4);
+        else {
+            uint16_t h = dt == KN_BF16 ? kn_f32_to_bf16(v) : kn_f32_to_f16(v);
+            buf[2 * i] = (unsigned char)(h & 0xff);        /* little endian */
+            buf[2 * i + 1] = (unsigned char)(h >> 8);
+        }
+    }
+}
+
+static size_t wt_nelem(const struct wt *w)
+{
+    return (size_t)w->shape[0] * (size_t)(w->ndim == 2 ? w->shape[1] : 1);
+}
+
 /* Stream tensor <w>'s values into <f> in dtype <dt>. 0 or -1. */
 static int write_values(FILE *f, const struct wt *w, enum kn_dtype dt, uint64_t seed)
 {
     uint64_t state = hash64(w->name, strlen(w->name), seed);
-    size_t n = (size_t)w->shape[0] * (size_t)(w->ndim == 2 ? w->shape[1] : 1);
-    size_t es = dtype_size(dt), chunk = 1 << 16;
+    size_t n = wt_nelem(w), es = dtype_size(dt), chunk = 1 << 16;
     unsigned char *buf = xmalloc(chunk * es);
-    double a = w->std * sqrt(3.0);
     for (size_t done = 0; done < n;) {
         size_t m = n - done < chunk ? n - done : chunk;
-        for (size_t i = 0; i < m; i++) {
-            double u = (double)(splitmix64(&state) >> 40) * (1.0 / 16777216.0);
-            float v = (float)(w->mean + a * (2.0 * u - 1.0));
-            if (dt == KN_F32)
-                memcpy(buf + 4 * i, &v, 4);
-            else {
-                uint16_t h = dt == KN_BF16 ? kn_f32_to_bf16(v) : kn_f32_to_f16(v);
-                buf[2 * i] = (unsigned char)(h & 0xff);        /* little endian */
-                buf[2 * i + 1] = (unsigned char)(h >> 8);
-            }
-        }
+        gen_values(buf, m, &state, w->mean, w->std * sqrt(3.0), dt);
         if (fwrite(buf, es, m, f) != m) {
             free(buf);
             return -1;
@@ -227,6 +288,170 @@ static int write_shard(const char *path, struct wlist *l, int shard, enum kn_dty
     if (rc < 0)
         fprintf(stderr, "mkmodel: %s: write failed\n", path);
     free(hdr);
+    return rc;
+}
+
+/* ---- torch zip checkpoints (torch.save of a state dict) ------------------------ */
+
+static uint32_t crc32_buf(uint32_t crc, const unsigned char *p, size_t n)
+{
+    static uint32_t table[256];
+    if (!table[1])
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++)
+                c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+            table[i] = c;
+        }
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++)
+        crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+struct bytes {
+    unsigned char *p;
+    size_t n, cap;
+};
+
+static void put(struct bytes *b, const void *p, size_t n)
+{
+    xgrow((void **)&b->p, &b->cap, b->n + n + 1, 1);
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+}
+
+static void put_s(struct bytes *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+static void put_le(struct bytes *b, uint64_t v, int n)
+{
+    unsigned char c[8];
+    for (int i = 0; i < n; i++)
+        c[i] = (unsigned char)(v >> (8 * i));
+    put(b, c, (size_t)n);
+}
+
+static void put_str(struct bytes *b, const char *s)     /* pickle BINUNICODE */
+{
+    put(b, "X", 1);
+    put_le(b, strlen(s), 4);
+    put(b, s, strlen(s));
+}
+
+static void put_int(struct bytes *b, int64_t v)         /* BININT1 / BININT / LONG1 */
+{
+    if (v >= 0 && v < 256) {
+        put(b, "K", 1);
+        put_le(b, (uint64_t)v, 1);
+    } else if (v >= 0 && v < 0x7fffffff) {
+        put(b, "J", 1);
+        put_le(b, (uint64_t)v, 4);
+    } else {
+        put(b, "\x8a\x08", 2);
+        put_le(b, (uint64_t)v, 8);
+    }
+}
+
+static void put_dims(struct bytes *b, const int64_t *d, int n)     /* a tuple of ints */
+{
+    put(b, "(", 1);
+    for (int i = 0; i < n; i++)
+        put_int(b, d[i]);
+    put(b, "t", 1);
+}
+
+/* Entry <name> of a stored zip: local header (64-byte aligned data through
+ * an "FB" extra field, as torch writes), then data; central record in <cd>. */
+static void zip_entry(struct bytes *z, struct bytes *cd, int *n, const char *name,
+                      const unsigned char *data, size_t len)
+{
+    size_t nl = strlen(name), off = z->n, pad = (64 - (off + 30 + nl + 4) % 64) % 64;
+    uint32_t crc = crc32_buf(0, data, len);
+    put_le(z, 0x04034b50u, 4);
+    put_le(z, 20, 2); put_le(z, 0, 2); put_le(z, 0, 2);         /* version, flags, stored */
+    put_le(z, 0, 2); put_le(z, 0x21, 2);                        /* time, date (1980-01-01) */
+    put_le(z, crc, 4); put_le(z, len, 4); put_le(z, len, 4);
+    put_le(z, nl, 2); put_le(z, pad + 4, 2);
+    put(z, name, nl);
+    put_le(z, 0x4246, 2); put_le(z, pad, 2);                    /* "FB" padding field */
+    for (size_t i = 0; i < pad; i++)
+        put(z, "Z", 1);
+    put(z, data, len);
+    put_le(cd, 0x02014b50u, 4);
+    put_le(cd, 20, 2); put_le(cd, 20, 2); put_le(cd, 0, 2); put_le(cd, 0, 2);
+    put_le(cd, 0, 2); put_le(cd, 0x21, 2);
+    put_le(cd, crc, 4); put_le(cd, len, 4); put_le(cd, len, 4);
+    put_le(cd, nl, 2); put_le(cd, 0, 2); put_le(cd, 0, 2);      /* name, extra, comment */
+    put_le(cd, 0, 2); put_le(cd, 0, 2); put_le(cd, 0, 4);       /* disk, attributes */
+    put_le(cd, off, 4);
+    put(cd, name, nl);
+    (*n)++;
+}
+
+/* torch.save(OrderedDict) of the tensors of <l> as a zip checkpoint at
+ * <path>: keys are the names less their first <strip> characters, values
+ * drawn as write_values does. 0 or -1. */
+static int write_torch_zip(const char *path, const struct wlist *l, size_t strip,
+                           enum kn_dtype dt, uint64_t seed)
+{
+    struct bytes pk = { 0 }, z = { 0 }, cd = { 0 };
+    const char *cls = dt == KN_F32 ? "FloatStorage" : dt == KN_F16 ? "HalfStorage"
+                                                                   : "BFloat16Storage";
+    int n = 0, rc = -1;
+    put_s(&pk, "\x80\x02" "ccollections\nOrderedDict\n)R(");
+    for (size_t i = 0; i < l->n; i++) {
+        const struct wt *w = &l->w[i];
+        int64_t stride[2] = { w->ndim == 2 ? w->shape[1] : 1, 1 };
+        char key[24];
+        snprintf(key, sizeof(key), "%zu", i);
+        put_str(&pk, w->name + strip);
+        put_s(&pk, "ctorch._utils\n_rebuild_tensor_v2\n((");
+        put_str(&pk, "storage");
+        put_s(&pk, "ctorch\n");
+        put_s(&pk, cls);
+        put_s(&pk, "\n");
+        put_str(&pk, key);
+        put_str(&pk, "cpu");
+        put_int(&pk, (int64_t)wt_nelem(w));
+        put(&pk, "tQ", 2);
+        put_int(&pk, 0);
+        put_dims(&pk, w->shape, w->ndim);
+        put_dims(&pk, w->ndim == 2 ? stride : stride + 1, w->ndim);
+        put_s(&pk, "\x89" "ccollections\nOrderedDict\n)RtR");
+    }
+    put(&pk, "u.", 2);
+    zip_entry(&z, &cd, &n, "archive/data.pkl", pk.p, pk.n);
+    zip_entry(&z, &cd, &n, "archive/byteorder", (const unsigned char *)"little", 6);
+    for (size_t i = 0; i < l->n; i++) {
+        const struct wt *w = &l->w[i];
+        size_t cnt = wt_nelem(w);
+        unsigned char *buf = xmalloc(cnt * dtype_size(dt) + 1);
+        uint64_t state = hash64(w->name, strlen(w->name), seed);
+        gen_values(buf, cnt, &state, w->mean, w->std * sqrt(3.0), dt);
+        char rec[48];
+        snprintf(rec, sizeof(rec), "archive/data/%zu", i);
+        zip_entry(&z, &cd, &n, rec, buf, cnt * dtype_size(dt));
+        free(buf);
+    }
+    zip_entry(&z, &cd, &n, "archive/version", (const unsigned char *)"3\n", 2);
+    size_t cd_off = z.n;
+    put(&z, cd.p, cd.n);
+    put_le(&z, 0x06054b50u, 4);
+    put_le(&z, 0, 2); put_le(&z, 0, 2); put_le(&z, (uint64_t)n, 2); put_le(&z, (uint64_t)n, 2);
+    put_le(&z, cd.n, 4); put_le(&z, cd_off, 4); put_le(&z, 0, 2);
+    FILE *f = fopen(path, "wb");
+    if (f && fwrite(z.p, 1, z.n, f) == z.n)
+        rc = 0;
+    if (f && fclose(f) != 0)
+        rc = -1;
+    if (rc < 0)
+        fprintf(stderr, "mkmodel: %s: write failed\n", path);
+    free(pk.p);
+    free(z.p);
+    free(cd.p);
     return rc;
 }
 
@@ -325,6 +550,105 @@ static char *config_json(const struct opts *o)
         window, o->tie ? "true" : "false", tdt, o->window > 0 ? "true" : "false", o->vocab);
 }
 
+static char *xlmr_config_json(const struct opts *o)
+{
+    int rerank = strcmp(o->arch, "xlmr-rerank") == 0;
+    const char *tdt = strcmp(o->dtype, "f32") == 0 ? "float32"
+                    : strcmp(o->dtype, "f16") == 0 ? "float16" : "bfloat16";
+    return xasprintf(
+        "{\n  \"architectures\": [\"%s\"],\n  \"attention_probs_dropout_prob\": 0.1,\n"
+        "  \"bos_token_id\": 0,\n  \"classifier_dropout\": null,\n  \"eos_token_id\": 2,\n"
+        "  \"hidden_act\": \"gelu\",\n  \"hidden_dropout_prob\": 0.1,\n  \"hidden_size\": %d,\n%s"
+        "  \"initializer_range\": 0.02,\n  \"intermediate_size\": %d,\n"
+        "  \"layer_norm_eps\": 1e-05,\n  \"max_position_embeddings\": %d,\n"
+        "  \"model_type\": \"xlm-roberta\",\n  \"num_attention_heads\": %d,\n"
+        "  \"num_hidden_layers\": %d,\n  \"pad_token_id\": 1,\n"
+        "  \"position_embedding_type\": \"absolute\",\n  \"torch_dtype\": \"%s\",\n"
+        "  \"type_vocab_size\": 1,\n  \"use_cache\": true,\n  \"vocab_size\": %d\n}\n",
+        rerank ? "XLMRobertaForSequenceClassification" : "XLMRobertaModel", o->hidden,
+        rerank ? "  \"id2label\": {\"0\": \"LABEL_0\"},\n  \"label2id\": {\"LABEL_0\": 0},\n" : "",
+        o->inter, o->max_pos, o->heads, o->layers, tdt, o->vocab);
+}
+
+/* modules.json, 1_Pooling/config.json (and 2_Normalize/) as bge-m3 ships them. */
+static int write_st_modules(const struct opts *o)
+{
+    char *pool = xasprintf("%s/1_Pooling", o->out), *norm = xasprintf("%s/2_Normalize", o->out);
+    char *mods = xasprintf(
+        "[\n  {\n    \"idx\": 0,\n    \"name\": \"0\",\n    \"path\": \"\",\n"
+        "    \"type\": \"sentence_transformers.models.Transformer\"\n  },\n"
+        "  {\n    \"idx\": 1,\n    \"name\": \"1\",\n    \"path\": \"1_Pooling\",\n"
+        "    \"type\": \"sentence_transformers.models.Pooling\"\n  }%s\n]\n",
+        o->normalize ? ",\n  {\n    \"idx\": 2,\n    \"name\": \"2\",\n"
+                       "    \"path\": \"2_Normalize\",\n"
+                       "    \"type\": \"sentence_transformers.models.Normalize\"\n  }" : "");
+    int cls = strcmp(o->pooling, "cls") == 0;
+    char *pcfg = xasprintf(
+        "{\n  \"word_embedding_dimension\": %d,\n  \"pooling_mode_cls_token\": %s,\n"
+        "  \"pooling_mode_mean_tokens\": %s,\n  \"pooling_mode_max_tokens\": false,\n"
+        "  \"pooling_mode_mean_sqrt_len_tokens\": false\n}\n",
+        o->hidden, cls ? "true" : "false", cls ? "false" : "true");
+    int rc = (mkdir(pool, 0755) < 0 && errno != EEXIST) ||
+             (o->normalize && mkdir(norm, 0755) < 0 && errno != EEXIST) ||
+             write_text(o->out, "modules.json", mods) < 0 ||
+             write_text(pool, "config.json", pcfg) < 0 ? -1 : 0;
+    free(pool);
+    free(norm);
+    free(mods);
+    free(pcfg);
+    return rc;
+}
+
+/* bge-m3's heads: <name>.pt holding Linear(hidden, n) as "weight", "bias". */
+static int write_head(const struct opts *o, const char *name, int n, enum kn_dtype dt)
+{
+    struct wlist l = { 0 };
+    add(&l, 0, 0.1, 1, n, 0, "%s.bias", name);
+    add(&l, 0, 1.0 / sqrt((double)o->hidden), 2, n, o->hidden, "%s.weight", name);
+    char *path = xasprintf("%s/%s.pt", o->out, name);
+    int rc = write_torch_zip(path, &l, strlen(name) + 1, dt, o->seed);
+    free(path);
+    free(l.w);
+    return rc;
+}
+
+/* An XLM-R folder; 0 or 1 (exit status). */
+static int make_xlmr(const struct opts *o, enum kn_dtype dt, const char *dt_name)
+{
+    struct wlist l = { 0 };
+    int rc = 1;
+    char *cfg = xlmr_config_json(o), *path = NULL;
+    build_xlmr(o, &l);
+    qsort(l.w, l.n, sizeof(*l.w), cmp_wt);
+    for (size_t i = 0; i < l.n; i++)
+        l.w[i].nbytes = wt_nelem(&l.w[i]) * dtype_size(dt);
+    if (write_text(o->out, "config.json", cfg) < 0)
+        goto out;
+    if (strcmp(o->weights, "bin") == 0) {
+        path = xasprintf("%s/pytorch_model.bin", o->out);
+        if (write_torch_zip(path, &l, 0, dt, o->seed) < 0)
+            goto out;
+    } else {
+        path = xasprintf("%s/model.safetensors", o->out);
+        if (write_shard(path, &l, 0, dt, dt_name, o->seed) < 0)
+            goto out;
+    }
+    if ((o->sparse && write_head(o, "sparse_linear", 1, dt) < 0) ||
+        (o->colbert > 0 && write_head(o, "colbert_linear", o->colbert, dt) < 0) ||
+        (strcmp(o->pooling, "none") != 0 && write_st_modules(o) < 0))
+        goto out;
+    if (o->tokenizer && (copy_file(o->tokenizer, o->out, "tokenizer.json", 1) < 0 ||
+                         copy_file(o->tokenizer, o->out, "tokenizer_config.json", 1) < 0 ||
+                         copy_file(o->tokenizer, o->out, "special_tokens_map.json", 0) < 0))
+        goto out;
+    rc = 0;
+out:
+    free(cfg);
+    free(path);
+    free(l.w);
+    return rc;
+}
+
 static void usage(void)
 {
     fprintf(stderr,
@@ -333,14 +657,19 @@ static void usage(void)
             "  [--dtype bf16|f16|f32] [--seed N] [--tie 0|1] [--max-pos N] [--rope-theta X]\n"
             "  [--rope linear:F|dynamic:F|yarn:F:ORIG] [--sliding-window N --max-window-layers N]\n"
             "  [--experts N --top-k N --moe-intermediate N --norm-topk 0|1 --sparse-step N\n"
-            "   --mlp-only I,J] [--embed-std X] [--shards N] [--tokenizer DIR]\n");
+            "   --mlp-only I,J] [--embed-std X] [--shards N] [--tokenizer DIR]\n"
+            "       mkmodel --out DIR --arch xlmr-embed|xlmr-rerank [--hidden N] [--layers N]\n"
+            "  [--heads N] [--intermediate N] [--vocab N (250002)] [--max-pos N (8194)]\n"
+            "  [--dtype ...] [--seed N] [--embed-std X] [--sparse 0|1] [--colbert DIM]\n"
+            "  [--pooling cls|mean|none] [--normalize 0|1] [--weights safetensors|bin]\n"
+            "  [--tokenizer DIR]\n");
 }
 
 int main(int argc, char **argv)
 {
     struct opts o = { .arch = "qwen3", .dtype = "bf16", .hidden = 64, .layers = 2, .heads = 4,
-                      .kv_heads = 2, .head_dim = 16, .inter = 128, .vocab = 151936, .tie = 1,
-                      .max_pos = 4096, .shards = 1, .experts = 8, .top_k = 2, .moe_inter = 32,
+                      .kv_heads = 2, .head_dim = 16, .inter = 128, .vocab = -1, .tie = 1,
+                      .max_pos = -1, .pooling = "none", .weights = "safetensors", .normalize = 1, .shards = 1, .experts = 8, .top_k = 2, .moe_inter = 32,
                       .norm_topk = 1, .sparse_step = 1, .max_window_layers = 0,
                       .rope_theta = 1000000.0, .embed_std = 0.5, .seed = 1 };
     static const struct option lo[] = {
@@ -353,7 +682,9 @@ int main(int argc, char **argv)
         { "moe-intermediate", 1, 0, 'm' }, { "norm-topk", 1, 0, 'N' },
         { "sparse-step", 1, 0, 's' }, { "sliding-window", 1, 0, 'w' },
         { "max-window-layers", 1, 0, 'W' }, { "rope-theta", 1, 0, 'R' },
-        { "embed-std", 1, 0, 'e' }, { "seed", 1, 0, 'z' }, { "help", 0, 0, 'h' }, { 0 } };
+        { "embed-std", 1, 0, 'e' }, { "seed", 1, 0, 'z' }, { "help", 0, 0, 'h' },
+        { "sparse", 1, 0, 1 }, { "colbert", 1, 0, 2 }, { "pooling", 1, 0, 3 },
+        { "normalize", 1, 0, 4 }, { "weights", 1, 0, 5 }, { 0 } };
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
@@ -383,12 +714,37 @@ int main(int argc, char **argv)
         case 'R': o.rope_theta = atof(optarg); break;
         case 'e': o.embed_std = atof(optarg); break;
         case 'z': o.seed = strtoull(optarg, NULL, 0); break;
+        case 1: o.sparse = atoi(optarg); break;
+        case 2: o.colbert = atoi(optarg); break;
+        case 3: o.pooling = optarg; break;
+        case 4: o.normalize = atoi(optarg); break;
+        case 5: o.weights = optarg; break;
         default: usage(); return 2;
         }
     }
     enum kn_dtype dt = strcmp(o.dtype, "f32") == 0 ? KN_F32 : strcmp(o.dtype, "f16") == 0 ? KN_F16
                      : strcmp(o.dtype, "bf16") == 0 ? KN_BF16 : KN_DTYPE_COUNT;
     const char *dt_name = dt == KN_F32 ? "F32" : dt == KN_F16 ? "F16" : "BF16";
+    o.xlmr = strncmp(o.arch, "xlmr-", 5) == 0;
+    if (o.vocab < 0)
+        o.vocab = o.xlmr ? 250002 : 151936;
+    if (o.max_pos < 0)
+        o.max_pos = o.xlmr ? 8194 : 4096;
+    if (o.xlmr) {
+        if (!o.out || dt == KN_DTYPE_COUNT || o.hidden <= 0 || o.layers <= 0 || o.heads <= 0 ||
+            o.hidden % o.heads || o.inter <= 0 || o.vocab <= 0 || o.max_pos < 3 ||
+            o.colbert < 0 || (strcmp(o.arch, "xlmr-embed") && strcmp(o.arch, "xlmr-rerank")) ||
+            (strcmp(o.pooling, "cls") && strcmp(o.pooling, "mean") && strcmp(o.pooling, "none")) ||
+            (strcmp(o.weights, "safetensors") && strcmp(o.weights, "bin"))) {
+            usage();
+            return 2;
+        }
+        if (mkdir(o.out, 0755) < 0 && errno != EEXIST) {
+            fprintf(stderr, "mkmodel: %s: %s\n", o.out, strerror(errno));
+            return 1;
+        }
+        return make_xlmr(&o, dt, dt_name);
+    }
     if (!o.out || dt == KN_DTYPE_COUNT || o.hidden <= 0 || o.layers <= 0 || o.heads <= 0 ||
         o.kv_heads <= 0 || o.heads % o.kv_heads || o.head_dim <= 0 || o.vocab <= 0 ||
         o.shards < 1 || o.sparse_step < 1 ||

@@ -1,0 +1,267 @@
+/*
+ * encoder_forward.c -- the XLM-RoBERTa forward pass over a packed batch as
+ * kernels/ ops: embeddings (word + position + token type 0, LayerNorm),
+ * post-LN blocks (bidirectional attention within each sequence, exact-erf
+ * GELU MLP), then the heads: pooled dense vector, classifier logits, bge-m3
+ * sparse weights and ColBERT vectors. The host prepares index arrays and
+ * finishes the small outputs (L2 normalization, mean pooling, zeroing the
+ * rows FlagEmbedding drops); it never loops over the hidden states otherwise.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "encoder_priv.h"
+#include "log.h"
+#include "util.h"
+
+/* Make <b> hold at least <n> f32/i32 elements of <dt>. 0 or -1. */
+static int buf_reserve(struct encoder *e, struct enc_buf *b, enum kn_dtype dt, int64_t n)
+{
+    if (n < 1)
+        n = 1;
+    if (b->cap >= n && b->t.dtype == dt)
+        return 0;
+    int64_t cap = b->cap > n ? b->cap : n;
+    cap += cap / 2;
+    kn_tensor_free(&b->t);
+    b->cap = 0;
+    if (kn_tensor_alloc(&b->t, e->be, dt, 1, &cap) < 0)
+        return -1;
+    b->cap = cap;
+    return 0;
+}
+
+static struct kn_tensor mat(const struct enc_buf *b, int64_t rows, int64_t cols)
+{
+    int64_t shape[2] = { rows, cols }, stride[2] = { cols, 1 };
+    return kn_tensor_view(&b->t, 2, shape, stride, 0);
+}
+
+static struct kn_tensor heads(const struct enc_buf *b, int64_t t, int64_t h, int64_t d)
+{
+    int64_t shape[3] = { t, h, d }, stride[3] = { h * d, d, 1 };
+    return kn_tensor_view(&b->t, 3, shape, stride, 0);
+}
+
+/* An i32 vector of <n> entries from host <src>: wrapped on the cpu backend,
+ * uploaded into <b> elsewhere. */
+static int index_of(struct encoder *e, struct kn_tensor *out, struct enc_buf *b,
+                    const int32_t *src, int64_t n)
+{
+    if (e->host) {
+        *out = kn_tensor_host(KN_I32, 1, &n, (void *)(uintptr_t)src);
+        return 0;
+    }
+    if (buf_reserve(e, b, KN_I32, n) < 0)
+        return -1;
+    int64_t shape[1] = { n }, stride[1] = { 1 };
+    *out = kn_tensor_view(&b->t, 1, shape, stride, 0);
+    return kn_tensor_set(out, src);
+}
+
+/* y = x W^T + b */
+static int linear(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                  const struct kn_tensor *w, const struct kn_tensor *b)
+{
+    return kn_matmul(be, y, x, w) < 0 || kn_add(be, y, y, b) < 0 ? -1 : 0;
+}
+
+/* Checks the batch; fills position ids (create_position_ids_from_input_ids:
+ * pad tokens get padding_idx, the others padding_idx + their count of
+ * non-pad tokens so far in the sequence) and each sequence's first row. */
+static int batch_prepare(struct encoder *e, const struct encoder_batch *b, int64_t *T)
+{
+    const struct encoder_info *in = &e->info;
+    if (b->n_seqs <= 0 || !b->seq_start || b->seq_start[0] != 0) {
+        log_error("encoder_forward: empty batch or seq_start[0] != 0");
+        return -1;
+    }
+    *T = b->seq_start[b->n_seqs];
+    if (*T > e->h_cap || b->n_seqs > e->h_cap) {
+        int64_t cap = (*T > b->n_seqs ? *T : b->n_seqs) + 16;
+        e->h_pos = xrealloc(e->h_pos, (size_t)cap * sizeof(int32_t));
+        e->h_cls = xrealloc(e->h_cls, (size_t)cap * sizeof(int32_t));
+        e->h_cap = cap;
+    }
+    int32_t pad = in->pad_token_id;
+    for (int s = 0; s < b->n_seqs; s++) {
+        int32_t t0 = b->seq_start[s], t1 = b->seq_start[s + 1];
+        if (t1 <= t0 || t1 - t0 > in->max_model_len) {
+            log_error("encoder_forward: sequence %d has %d tokens (1..%d)", s, t1 - t0,
+                      in->max_model_len);
+            return -1;
+        }
+        e->h_cls[s] = t0;
+        int32_t count = 0;
+        for (int32_t t = t0; t < t1; t++) {
+            int32_t id = b->tokens[t];
+            if (id < 0 || id >= in->vocab_size) {
+                log_error("encoder_forward: token %d of sequence %d is %d, outside the "
+                          "vocabulary of %d", t - t0, s, id, in->vocab_size);
+                return -1;
+            }
+            if (id != pad)
+                count++;
+            e->h_pos[t] = id != pad ? pad + count : pad;
+        }
+    }
+    return 0;
+}
+
+static int reserve_all(struct encoder *e, int64_t T, int64_t n)
+{
+    const struct encoder_info *in = &e->info;
+    int64_t hd = in->hidden_size, id = e->intermediate_size;
+    int64_t cd = in->has_colbert ? in->colbert_dim : 1;
+    int64_t nl = in->n_labels > 0 ? in->n_labels : 1;
+    return buf_reserve(e, &e->x, KN_F32, T * hd) < 0 || buf_reserve(e, &e->q, KN_F32, T * hd) < 0 ||
+           buf_reserve(e, &e->k, KN_F32, T * hd) < 0 || buf_reserve(e, &e->v, KN_F32, T * hd) < 0 ||
+           buf_reserve(e, &e->att, KN_F32, T * hd) < 0 || buf_reserve(e, &e->o, KN_F32, T * hd) < 0 ||
+           buf_reserve(e, &e->h, KN_F32, T * id) < 0 || buf_reserve(e, &e->cls, KN_F32, n * hd) < 0 ||
+           buf_reserve(e, &e->c1, KN_F32, n * hd) < 0 || buf_reserve(e, &e->sc, KN_F32, n * nl) < 0 ||
+           buf_reserve(e, &e->sp, KN_F32, T) < 0 || buf_reserve(e, &e->cb, KN_F32, T * cd) < 0
+               ? -1 : 0;
+}
+
+static int layer_forward(struct encoder *e, const struct enc_layer *L, int64_t T,
+                         const struct kn_tensor *seq)
+{
+    const struct encoder_info *in = &e->info;
+    struct kn_backend *be = e->be;
+    int64_t hd = in->hidden_size, H = in->n_heads, D = hd / H;
+    struct kn_tensor x = mat(&e->x, T, hd), q = mat(&e->q, T, hd), k = mat(&e->k, T, hd);
+    struct kn_tensor v = mat(&e->v, T, hd), a = mat(&e->att, T, hd), o = mat(&e->o, T, hd);
+    struct kn_tensor h = mat(&e->h, T, e->intermediate_size);
+    struct kn_tensor q3 = heads(&e->q, T, H, D), k3 = heads(&e->k, T, H, D);
+    struct kn_tensor v3 = heads(&e->v, T, H, D), a3 = heads(&e->att, T, H, D);
+    if (linear(be, &q, &x, &L->wq, &L->bq) < 0 || linear(be, &k, &x, &L->wk, &L->bk) < 0 ||
+        linear(be, &v, &x, &L->wv, &L->bv) < 0 ||
+        kn_seq_attention(be, &a3, &q3, &k3, &v3, seq, (float)(1.0 / sqrt((double)D))) < 0 ||
+        linear(be, &o, &a, &L->wo, &L->bo) < 0 || kn_add(be, &x, &x, &o) < 0 ||
+        kn_layer_norm(be, &x, &x, &L->ln1_w, &L->ln1_b, e->ln_eps) < 0 ||
+        linear(be, &h, &x, &L->wi, &L->bi) < 0 || kn_act(be, &h, &h, KN_ACT_GELU_ERF) < 0 ||
+        linear(be, &o, &h, &L->wout, &L->bout) < 0 || kn_add(be, &x, &x, &o) < 0 ||
+        kn_layer_norm(be, &x, &x, &L->ln2_w, &L->ln2_b, e->ln_eps) < 0)
+        return -1;
+    return 0;
+}
+
+/* row /= max(|row|, 1e-12), as torch.nn.functional.normalize */
+static void l2_normalize(float *row, int64_t n)
+{
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++)
+        ss += (double)row[i] * row[i];
+    double norm = sqrt(ss);
+    float inv = (float)(1.0 / (norm > 1e-12 ? norm : 1e-12));
+    for (int64_t i = 0; i < n; i++)
+        row[i] *= inv;
+}
+
+static int dense_out(struct encoder *e, const struct encoder_batch *b, int64_t T,
+                     const struct kn_tensor *cls, float *dense)
+{
+    const struct encoder_info *in = &e->info;
+    int64_t hd = in->hidden_size, n = b->n_seqs;
+    if (in->pooling == POOL_CLS) {
+        if (kn_tensor_get(cls, dense) < 0)
+            return -1;
+    } else {
+        if (T * hd > e->h_x_cap) {
+            free(e->h_x);
+            e->h_x = xmalloc((size_t)(T * hd) * sizeof(float));
+            e->h_x_cap = T * hd;
+        }
+        struct kn_tensor x = mat(&e->x, T, hd);
+        if (kn_tensor_get(&x, e->h_x) < 0)
+            return -1;
+        for (int64_t s = 0; s < n; s++) {
+            int64_t t0 = b->seq_start[s], t1 = b->seq_start[s + 1];
+            for (int64_t i = 0; i < hd; i++) {
+                double acc = 0;
+                for (int64_t t = t0; t < t1; t++)
+                    acc += e->h_x[t * hd + i];
+                dense[s * hd + i] = (float)(acc / (double)(t1 - t0));
+            }
+        }
+    }
+    if (in->normalize)
+        for (int64_t s = 0; s < n; s++)
+            l2_normalize(dense + s * hd, hd);
+    return 0;
+}
+
+static int heads_out(struct encoder *e, const struct encoder_batch *b, int64_t T,
+                     struct encoder_out *out)
+{
+    const struct encoder_info *in = &e->info;
+    struct kn_backend *be = e->be;
+    struct kn_tensor x = mat(&e->x, T, in->hidden_size);
+    if (out->sparse && in->has_sparse) {
+        struct kn_tensor sp = mat(&e->sp, T, 1);
+        if (linear(be, &sp, &x, &e->sparse_w, &e->sparse_b) < 0 ||
+            kn_act(be, &sp, &sp, KN_ACT_RELU) < 0 || kn_tensor_get(&sp, out->sparse) < 0)
+            return -1;
+        for (int64_t t = 0; t < T; t++) {
+            int32_t id = b->tokens[t];
+            if (id == e->bos_id || id == e->eos_id || id == in->pad_token_id || id == e->unk_id)
+                out->sparse[t] = 0.0f;
+        }
+    }
+    if (out->colbert && in->has_colbert) {
+        int64_t cd = in->colbert_dim;
+        struct kn_tensor cb = mat(&e->cb, T, cd);
+        if (linear(be, &cb, &x, &e->colbert_w, &e->colbert_b) < 0 ||
+            kn_tensor_get(&cb, out->colbert) < 0)
+            return -1;
+        for (int s = 0; s < b->n_seqs; s++)
+            for (int64_t t = b->seq_start[s]; t < b->seq_start[s + 1]; t++) {
+                if (t == b->seq_start[s])
+                    memset(out->colbert + t * cd, 0, (size_t)cd * sizeof(float));
+                else
+                    l2_normalize(out->colbert + t * cd, cd);
+            }
+    }
+    return 0;
+}
+
+int encoder_forward(struct encoder *e, const struct encoder_batch *b, struct encoder_out *out)
+{
+    const struct encoder_info *in = &e->info;
+    struct kn_backend *be = e->be;
+    int64_t T, hd = in->hidden_size, n = b->n_seqs;
+    struct kn_tensor tok, pos, seq, clsi;
+    if (batch_prepare(e, b, &T) < 0 || reserve_all(e, T, n) < 0)
+        return -1;
+    if (index_of(e, &tok, &e->i_tok, b->tokens, T) < 0 ||
+        index_of(e, &pos, &e->i_pos, e->h_pos, T) < 0 ||
+        index_of(e, &seq, &e->i_seq, b->seq_start, n + 1) < 0 ||
+        index_of(e, &clsi, &e->i_cls, e->h_cls, n) < 0)
+        return -1;
+    /* token type 0 for every token: row 0 of the table, broadcast */
+    int64_t tshape[1] = { hd }, tstride[1] = { 1 };
+    struct kn_tensor type0 = kn_tensor_view(&e->type, 1, tshape, tstride, 0);
+    struct kn_tensor x = mat(&e->x, T, hd), o = mat(&e->o, T, hd);
+    if (kn_embed(be, &x, &e->word, &tok) < 0 || kn_embed(be, &o, &e->pos, &pos) < 0 ||
+        kn_add(be, &x, &x, &o) < 0 || kn_add(be, &x, &x, &type0) < 0 ||
+        kn_layer_norm(be, &x, &x, &e->emb_ln_w, &e->emb_ln_b, e->ln_eps) < 0)
+        return -1;
+    for (int i = 0; i < in->n_layers; i++)
+        if (layer_forward(e, &e->layers[i], T, &seq) < 0)
+            return -1;
+    struct kn_tensor cls = mat(&e->cls, n, hd);
+    if ((out->dense || out->scores) && kn_gather_rows(be, &cls, &x, &clsi) < 0)
+        return -1;
+    if (out->dense && dense_out(e, b, T, &cls, out->dense) < 0)
+        return -1;
+    if (out->scores && in->kind == ENCODER_RERANK) {
+        struct kn_tensor c1 = mat(&e->c1, n, hd), sc = mat(&e->sc, n, in->n_labels);
+        if (linear(be, &c1, &cls, &e->cls_w, &e->cls_b) < 0 ||
+            kn_act(be, &c1, &c1, KN_ACT_TANH) < 0 ||
+            linear(be, &sc, &c1, &e->out_w, &e->out_b) < 0 || kn_tensor_get(&sc, out->scores) < 0)
+            return -1;
+    }
+    return heads_out(e, b, T, out);
+}
