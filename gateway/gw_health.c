@@ -23,7 +23,7 @@
 #define LOADING_POLL_MS 200
 #define HC_MAX_BODY     (64 * 1024)
 
-enum { STEP_HEALTH, STEP_LOAD, STEP_WARMUP };
+enum { STEP_HEALTH, STEP_LOAD };
 
 struct gw_prober {
     struct event_base  *base;
@@ -33,8 +33,6 @@ struct gw_prober {
     int                 port;
     struct gw_bhealth  *hs;
     struct gw_health_conf h;
-    char               *warmup_model;
-    int64_t             warmup_at;      /* last warm-up sent (ms) */
     gw_prober_fn        cb;
     void               *arg;
     struct event       *timer;
@@ -126,14 +124,10 @@ static void prober_done(struct gw_prober *p, int status, const char *body, size_
     prober_close(p);
     if (step == STEP_HEALTH) {
         int ok = status == 200;
-        if (!ok && status == 503 && p->hs->loading && p->warmup_model &&
-            now_ms() - p->warmup_at > 2000) {
-            /* a fresh worker reports 503 until its engine ran a step */
-            p->warmup_at = now_ms();
-            prober_start(p, STEP_WARMUP);
-            return;
-        }
-        if (status < 0 && p->hs->loading) {     /* not listening yet: not a failure */
+        if (!ok && p->hs->loading) {
+            /* not listening yet, or not ready (llmux-worker runs its
+             * warm-up step before it listens, so a 503 is another
+             * server): still loading, not a failure */
             prober_next(p);
             return;
         }
@@ -145,9 +139,6 @@ static void prober_done(struct gw_prober *p, int status, const char *body, size_
     } else if (step == STEP_LOAD) {
         if (status == 200)
             apply_load(p->hs, body, blen);
-    } else if (step == STEP_WARMUP) {
-        prober_schedule(p, 50);
-        return;
     }
     prober_next(p);
 }
@@ -202,23 +193,11 @@ static void prober_start(struct gw_prober *p, int step)
     bufferevent_setcb(p->bev, prober_read_cb, NULL, prober_event_cb, p);
     struct timeval tv = { .tv_sec = p->h.timeout_ms / 1000,
                           .tv_usec = (p->h.timeout_ms % 1000) * 1000 };
-    if (step == STEP_WARMUP)
-        tv.tv_sec += 30;
     bufferevent_set_timeouts(p->bev, &tv, &tv);
     struct evbuffer *out = bufferevent_get_output(p->bev);
     const char *path = step == STEP_LOAD ? "/load" : "/health";
-    if (step == STEP_WARMUP) {
-        char *body = xasprintf("{\"model\":\"%s\",\"prompt\":\"hi\",\"max_tokens\":1}",
-                               p->warmup_model);
-        evbuffer_add_printf(out,
-                            "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
-                            "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-                            "Connection: close\r\n\r\n%s", strlen(body), body);
-        free(body);
-    } else {
-        evbuffer_add_printf(out, "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-                            path);
-    }
+    evbuffer_add_printf(out, "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+                        path);
     bufferevent_enable(p->bev, EV_READ | EV_WRITE);
     if (bufferevent_socket_connect(p->bev, (struct sockaddr *)&ss, (int)slen) != 0)
         prober_done(p, -1, NULL, 0);
@@ -235,7 +214,7 @@ static void prober_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 struct gw_prober *gw_prober_new(struct event_base *base, const char *url, const char *name,
                                 struct gw_bhealth *hs, const struct gw_health_conf *h,
-                                const char *warmup_model, gw_prober_fn cb, void *arg)
+                                gw_prober_fn cb, void *arg)
 {
     struct gw_prober *p = xcalloc(1, sizeof(*p));
     p->base = base;
@@ -270,7 +249,6 @@ struct gw_prober *gw_prober_new(struct event_base *base, const char *url, const 
     hs->checked = 1;
     hs->fails_thr = h->fails > 0 ? h->fails : 3;
     hs->passes_thr = h->passes > 0 ? h->passes : 2;
-    p->warmup_model = warmup_model ? xstrdup(warmup_model) : NULL;
     p->cb = cb;
     p->arg = arg;
     p->timer = evtimer_new(base, prober_timer_cb, p);
@@ -293,7 +271,6 @@ void gw_prober_free(struct gw_prober *p)
     free(p->name);
     free(p->unix_path);
     free(p->host);
-    free(p->warmup_model);
     free(p);
 }
 
@@ -307,7 +284,7 @@ void gw_health_router_start(struct event_base *base, struct gw_router *r)
             struct gw_backend *b = m->backends[j];
             r->probers = xrealloc(r->probers, (r->n_probers + 1) * sizeof(*r->probers));
             r->probers[r->n_probers++] = gw_prober_new(base, b->url, b->name, b->hs, &m->health,
-                                                       NULL, NULL, NULL);
+                                                       NULL, NULL);
         }
     }
 }

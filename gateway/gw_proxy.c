@@ -413,6 +413,9 @@ static int on_response_headers(struct gw_request *req)
             attempt_next(req);
             return 1;
         }
+    } else if (status >= 500) {
+        /* relayed as is, but counts toward the active-check circuit */
+        gw_bhealth_report(req->backend->hs, req->backend->name, 0);
     } else {
         gw_router_report(req->router, req->backend, 1, now_ms());
     }

@@ -335,7 +335,7 @@ static void replica_start(struct gw_sup_replica *r)
         event_add(r->out_ev, NULL);
     }
     if (r->prober == NULL)
-        r->prober = gw_prober_new(sup->gw->base, r->url, r->name, &r->hs, &in->health, in->name,
+        r->prober = gw_prober_new(sup->gw->base, r->url, r->name, &r->hs, &in->health,
                                   replica_prober_cb, r);
     else
         gw_prober_kick(r->prober);
