@@ -48,6 +48,7 @@ struct admin_conn {
     int                 eof;                /* peer shut down its side */
     int                 closing;            /* close once the output is flushed */
     int                 paused;             /* output above ADMIN_OUT_HIGH */
+    int                 orphan;             /* the socket was stopped while it ran a command */
 };
 
 static struct admin_state {
@@ -59,6 +60,7 @@ static struct admin_state {
     ino_t                  ino;
     struct admin_conn     *conns;
     int                    n_conns;
+    struct admin_conn     *busy;            /* running a command now (a reload may stop us) */
 } admin;
 
 /* ---- parsing ------------------------------------------------------------------ */
@@ -823,9 +825,11 @@ static int conn_process(struct admin_conn *c)
                 reply_error(out, 0, err);
                 continue;
             }
+            admin.busy = c;
             rc = gw_admin_run(admin.gw, w.argc, w.argv, out);
+            admin.busy = NULL;
             gw_admin_words_free(&w);
-            if (rc == 2) {          /* quit: <c> may be freed at once */
+            if (rc == 2 || c->orphan) {     /* quit, or the socket went away: <c> may be freed */
                 conn_close_after_flush(c);
                 return -1;
             }
@@ -1072,8 +1076,17 @@ fail:
 void gw_admin_stop(struct gw *gw)
 {
     struct stat st;
-    while (admin.conns != NULL)
-        conn_free(admin.conns);
+    /* The connection whose command (a reload that moves the socket) got us
+     * here is closed by conn_process once its reply is queued. */
+    struct admin_conn *c = admin.conns;
+    while (c != NULL) {
+        struct admin_conn *next = c->next;
+        if (c == admin.busy)
+            c->orphan = 1;
+        else
+            conn_free(c);
+        c = next;
+    }
     if (admin.lev != NULL) {
         evconnlistener_free(admin.lev);
         admin.lev = NULL;

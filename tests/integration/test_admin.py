@@ -474,3 +474,27 @@ def test_socket_in_use_is_an_error(t):
         c.close()
     finally:
         s.close()
+
+
+def test_reload_moves_the_socket(t):
+    # `reload` over the socket, with a conf naming another admin socket: the
+    # reply still arrives on the old connection, then the socket moves
+    g = start(t)
+    new = os.path.join(t.dir, "admin2.sock")
+    with open(g.conf) as f:
+        text = f.read()
+    with open(g.conf, "w") as f:
+        f.write(text.replace("admin_socket %s;" % g.admin, "admin_socket %s;" % new))
+    s = admin_connect(g)
+    try:
+        s.sendall(b"reload; log-level\n")
+        buf, closed = recv_until_close(s, 10)
+        check(closed, "old connection closed after the move")
+        eq(buf, b"ok: configuration reloaded\n\n", "reload reply on the old socket")
+    finally:
+        s.close()
+    wait_for(lambda: os.path.exists(new), 5, what="the new admin socket")
+    check(not os.path.exists(g.admin), "old admin socket removed")
+    g.admin = new
+    eq(one(g, "log-level"), "level: info", "served on the new socket")
+    check(g.proc.poll() is None, "gateway running")
