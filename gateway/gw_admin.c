@@ -699,7 +699,7 @@ int gw_admin_run(struct gw *gw, int argc, char **argv, struct evbuffer *out)
 {
     char err[ADMIN_ERRLEN];
     int json = 0;
-    if (argc > 0 && strcmp(argv[0], "json") == 0) {
+    while (argc > 0 && strcmp(argv[0], "json") == 0) {     /* "json json x" is "json x" */
         json = 1;
         argc--;
         argv++;

@@ -498,3 +498,24 @@ def test_reload_moves_the_socket(t):
     g.admin = new
     eq(one(g, "log-level"), "level: info", "served on the new socket")
     check(g.proc.poll() is None, "gateway running")
+
+
+def test_connection_limit(t):
+    # 128 admin connections at most; the next one is told so and closed
+    g = start(t)
+    socks = []
+    try:
+        for i in range(128):
+            s = admin_connect(g)
+            s.sendall(b"json json log-level\n")
+            eq(json.loads(read_reply(s)), {"level": "info"}, "connection %d" % i)
+            socks.append(s)
+        s = admin_connect(g)
+        buf, closed = recv_until_close(s, 5)
+        s.close()
+        check(closed and buf.startswith(b"error: too many admin connections"), "129th: %r" % buf)
+        socks.pop().close()
+        wait_for(lambda: one(g, "log-level") == "level: info", 5, what="a free slot")
+    finally:
+        for s in socks:
+            s.close()
