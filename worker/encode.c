@@ -323,24 +323,6 @@ static void *encode_thread(void *arg)
     b.plan_req = xcalloc((size_t)b.cap_seqs, sizeof(int));
     b.start = xcalloc((size_t)b.cap_seqs + 1, sizeof(int32_t));
 
-    if (e->cfg.n_warmup > 0) {
-        b.cap_tokens = (size_t)e->cfg.n_warmup;
-        b.tokens = xmalloc(b.cap_tokens * sizeof(int32_t));
-        memcpy(b.tokens, e->cfg.warmup_ids, b.cap_tokens * sizeof(int32_t));
-        b.start[0] = 0;
-        b.start[1] = e->cfg.n_warmup;
-        int64_t t0 = now_us();
-        unsigned want = e->cfg.n_labels > 0 ? ENCODE_SCORES : ENCODE_DENSE;
-        if (batch_run(e, &b, 1, e->cfg.n_warmup, want) == 0) {
-            log_info("encoder warm-up forward: %.1f ms", (double)(now_us() - t0) / 1000.0);
-            pthread_mutex_lock(&e->mu);
-            e->has_run = 1;
-            pthread_mutex_unlock(&e->mu);
-        } else {
-            log_error("encoder warm-up forward failed: /health stays 503 until a batch runs");
-        }
-    }
-
     pthread_mutex_lock(&e->mu);
     while (!e->stopping) {
         prune_cancelled(e);
@@ -413,6 +395,29 @@ static void *encode_thread(void *arg)
 
 /* ---- the loop's side ---------------------------------------------------------------- */
 
+/* One forward of the warm-up sequence on the caller's thread. 0 or -1. */
+static int encode_warmup(struct encode_engine *e)
+{
+    struct batch b;
+    memset(&b, 0, sizeof(b));
+    b.cap_tokens = (size_t)e->cfg.n_warmup;
+    b.tokens = xmalloc(b.cap_tokens * sizeof(int32_t));
+    b.start = xcalloc(2, sizeof(int32_t));
+    memcpy(b.tokens, e->cfg.warmup_ids, b.cap_tokens * sizeof(int32_t));
+    b.start[1] = e->cfg.n_warmup;
+    int64_t t0 = now_us();
+    unsigned want = e->cfg.n_labels > 0 ? ENCODE_SCORES : ENCODE_DENSE;
+    if (e->cfg.hidden > 0)
+        want |= ENCODE_DENSE;
+    int rc = batch_run(e, &b, 1, e->cfg.n_warmup, want);
+    if (rc == 0) {
+        log_info("encoder warm-up forward: %.1f ms", (double)(now_us() - t0) / 1000.0);
+        e->has_run = 1;
+    }
+    batch_free(&b);
+    return rc;
+}
+
 struct encode_engine *encode_start(const struct encode_config *cfg, void (*notify)(void *),
                                    void *arg, char *err, size_t errlen)
 {
@@ -425,6 +430,11 @@ struct encode_engine *encode_start(const struct encode_config *cfg, void (*notif
     e->cfg = *cfg;
     e->notify = notify;
     e->notify_arg = arg;
+    if (cfg->n_warmup > 0 && encode_warmup(e) < 0) {
+        snprintf(err, errlen, "the warm-up forward pass failed");
+        free(e);
+        return NULL;
+    }
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     int rc = pthread_create(&e->thread, NULL, encode_thread, e);

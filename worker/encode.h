@@ -36,8 +36,8 @@ struct encode_config {
     int colbert_dim;
     encode_forward_fn forward;
     void *forward_arg;
-    /* a forward of one short sequence at start (so /health can say the
-     * model runs); the ids of that sequence, n_warmup 0: no warm-up */
+    /* a forward of one short sequence in encode_start (so the worker
+     * listens only once the model runs); n_warmup 0: none */
     const int32_t *warmup_ids;
     int n_warmup;
 };
@@ -84,7 +84,8 @@ struct encode_engine;
 
 /* Start the thread. <notify>(<arg>) is called from it whenever outputs are
  * ready (it must only wake the event loop). NULL with <err> on failure.
- * When cfg->n_warmup > 0 the warm-up runs first on the thread. */
+ * When cfg->n_warmup > 0 the warm-up forward runs first, on the caller's
+ * thread (a failure is an error: the model cannot run). */
 struct encode_engine *encode_start(const struct encode_config *cfg, void (*notify)(void *),
                                    void *arg, char *err, size_t errlen);
 /* Stop the thread and free everything still queued. */

@@ -1,8 +1,9 @@
 /*
- * main.c -- llmux-worker: flags (vLLM's names), loading the model folder
+ * main.c -- llmux-worker: flags (vLLM's names), the task (chat, embed,
+ * rerank: config.json's architectures or --task), loading the model folder
  * (tokenizer, chat template, weights, generation_config.json defaults), the
- * engine, the HTTP server and the signals. A bad flag or a folder that cannot
- * be served exits 2 (fatal: the gateway does not respawn it, as nginx).
+ * chat engine or the encode engine, the HTTP server and the signals. A bad
+ * flag or a folder that cannot be served exits 2 (fatal: no respawn).
  */
 #include "config.h"
 
@@ -17,6 +18,8 @@
 #include <jansson.h>
 
 #include "chat_template.h"
+#include "encode.h"
+#include "encoder.h"
 #include "engine.h"
 #include "kernels.h"
 #include "log.h"
@@ -38,7 +41,12 @@ struct opts {
     size_t kv_cache_bytes;
     int reasoning, toolcall, prefix_caching;
     size_t max_body;
+    int task;                   /* -1: from config.json */
+    int batched_given;
+    int max_batch_inputs;
 };
+
+#define ENC_DEFAULT_BATCHED_TOKENS 16384
 
 static void usage(FILE *f)
 {
@@ -50,7 +58,9 @@ static void usage(FILE *f)
             "  --served-name NAME             model name clients use (repeatable; default: the folder name)\n"
             "  --max-model-len N              prompt + output tokens (default: the model's, bounded by the KV cache)\n"
             "  --max-num-seqs N               running sequences (default 256)\n"
-            "  --max-num-batched-tokens N     tokens per engine step (default 2048)\n"
+            "  --max-num-batched-tokens N     tokens per engine step (default 2048; encoders: 16384)\n"
+            "  --task chat|embed|rerank|score what to serve (default: from config.json architectures)\n"
+            "  --max-batch-inputs N           encoders: inputs (or pairs) per request (default 2048)\n"
             "  --block-size N                 tokens per KV block (default 16)\n"
             "  --kv-cache-memory SIZE         KV cache bytes, suffix k/m/g (default 1g)\n"
             "  --threads N                    CPU threads (default 1; 0: all cores)\n"
@@ -103,7 +113,7 @@ static int parse_int(const char *flag, const char *s, int lo, int *out)
 enum {
     OPT_MODEL = 256, OPT_LISTEN, OPT_DEVICE, OPT_SERVED, OPT_MAXLEN, OPT_SEQS, OPT_BATCHED,
     OPT_BLOCK, OPT_KV, OPT_THREADS, OPT_REASONING, OPT_TOOL, OPT_PC, OPT_NO_PC, OPT_SEED,
-    OPT_LOGLEVEL, OPT_BODY
+    OPT_LOGLEVEL, OPT_BODY, OPT_TASK, OPT_BATCH_INPUTS
 };
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -127,6 +137,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
         { "seed", required_argument, NULL, OPT_SEED },
         { "log-level", required_argument, NULL, OPT_LOGLEVEL },
         { "max-body-size", required_argument, NULL, OPT_BODY },
+        { "task", required_argument, NULL, OPT_TASK },
+        { "max-batch-inputs", required_argument, NULL, OPT_BATCH_INPUTS },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 }
@@ -152,6 +164,22 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case OPT_SEQS: if (parse_int("--max-num-seqs", optarg, 1, &o->max_num_seqs)) return -1; break;
         case OPT_BATCHED:
             if (parse_int("--max-num-batched-tokens", optarg, 1, &o->max_num_batched_tokens)) return -1;
+            o->batched_given = 1;
+            break;
+        case OPT_TASK:
+            if (strcmp(optarg, "chat") == 0 || strcmp(optarg, "generate") == 0)
+                o->task = WK_TASK_CHAT;
+            else if (strcmp(optarg, "embed") == 0 || strcmp(optarg, "embedding") == 0)
+                o->task = WK_TASK_EMBED;
+            else if (strcmp(optarg, "rerank") == 0 || strcmp(optarg, "score") == 0)
+                o->task = WK_TASK_RERANK;
+            else {
+                fprintf(stderr, "llmux-worker: --task must be chat, embed, rerank or score\n");
+                return -1;
+            }
+            break;
+        case OPT_BATCH_INPUTS:
+            if (parse_int("--max-batch-inputs", optarg, 1, &o->max_batch_inputs)) return -1;
             break;
         case OPT_BLOCK: if (parse_int("--block-size", optarg, 1, &o->block_size)) return -1; break;
         case OPT_THREADS: if (parse_int("--threads", optarg, 0, &o->threads)) return -1; break;
@@ -272,6 +300,86 @@ static void add_eos(int32_t **eos, int *n, int32_t id)
     (*eos)[(*n)++] = id;
 }
 
+/* The task config.json's "architectures" names: XLMRobertaModel embeds,
+ * XLMRobertaForSequenceClassification reranks, anything else chats (the
+ * chat loader judges it). */
+static int task_from_config(const char *dir)
+{
+    char *path = xasprintf("%s/config.json", dir);
+    json_t *c = json_load_file(path, 0, NULL);
+    free(path);
+    int task = WK_TASK_CHAT;
+    json_t *a = json_object_get(c, "architectures");
+    const char *arch = json_string_value(json_array_get(a, 0));
+    if (arch && strcmp(arch, "XLMRobertaModel") == 0)
+        task = WK_TASK_EMBED;
+    else if (arch && (strcmp(arch, "XLMRobertaForSequenceClassification") == 0))
+        task = WK_TASK_RERANK;
+    json_decref(c);
+    return task;
+}
+
+static int encoder_forward_cb(void *arg, const struct encoder_batch *b, struct encoder_out *out)
+{
+    return encoder_forward(arg, b, out);
+}
+
+/* Load the encoder and start the encode engine. 0 or -1 (logged). */
+static int start_encoder(struct wk *w, const struct opts *o, int *max_len_out)
+{
+    char err[512] = "";
+    if ((w->encoder = encoder_load(o->model, w->be, err, sizeof(err))) == NULL) {
+        log_error("model: %s", err);
+        return -1;
+    }
+    const struct encoder_info *ei = encoder_get_info(w->encoder);
+    int want = w->task == WK_TASK_EMBED ? ENCODER_EMBED : ENCODER_RERANK;
+    if ((int)ei->kind != want) {
+        log_error("--task %s does not fit %s (a %s model)", wk_task_name(w->task), ei->arch_name,
+                  ei->kind == ENCODER_EMBED ? "embedding" : "reranking");
+        return -1;
+    }
+    int max_len = o->max_model_len ? o->max_model_len : ei->max_model_len;
+    if (ei->max_model_len > 0 && max_len > ei->max_model_len) {
+        log_error("--max-model-len %d exceeds what %s's position embeddings hold (%d)", max_len,
+                  ei->arch_name, ei->max_model_len);
+        return -1;
+    }
+    w->enc_hidden = ei->hidden_size;
+    w->enc_n_labels = ei->n_labels > 0 ? ei->n_labels : 1;
+    w->enc_colbert_dim = ei->colbert_dim;
+    w->enc_has_sparse = ei->has_sparse;
+    w->enc_has_colbert = ei->has_colbert && ei->colbert_dim > 0;
+    int32_t warm[2];
+    int n_warm = 0;
+    int32_t bos = tokenizer_bos_id(w->tok), eos = tokenizer_eos_id(w->tok);
+    if (bos >= 0)
+        warm[n_warm++] = bos;
+    if (eos >= 0)
+        warm[n_warm++] = eos;
+    if (n_warm == 0)
+        warm[n_warm++] = ei->pad_token_id >= 0 ? ei->pad_token_id : 0;
+    struct encode_config ec = {
+        .max_num_batched_tokens = o->batched_given ? o->max_num_batched_tokens
+                                                   : ENC_DEFAULT_BATCHED_TOKENS,
+        .max_num_seqs = o->max_num_seqs,
+        .hidden = w->enc_hidden, .n_labels = w->enc_n_labels, .colbert_dim = w->enc_colbert_dim,
+        .forward = encoder_forward_cb, .forward_arg = w->encoder,
+        .warmup_ids = warm, .n_warmup = n_warm
+    };
+    if ((w->encq = encode_start(&ec, wk_engine_notify, w, err, sizeof(err))) == NULL) {
+        log_error("encode engine: %s", err);
+        return -1;
+    }
+    *max_len_out = max_len;
+    log_notice("%s encoder: hidden %d, %d layers, %d heads, pooling %s%s%s%s; batches of at most "
+               "%d tokens and %d sequences", ei->arch_name, ei->hidden_size, ei->n_layers,
+               ei->n_heads, ei->pooling == POOL_MEAN ? "mean" : "cls",
+               ei->normalize ? ", normalized" : "", ei->has_sparse ? ", sparse head" : "",
+               ei->has_colbert ? ", colbert head" : "", ec.max_num_batched_tokens, ec.max_num_seqs);
+    return 0;
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct wk *w = arg;
@@ -279,11 +387,49 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     wk_server_shutdown(w, WK_GRACE_MS);
 }
 
+/* An embed or rerank worker: backend, encoder, encode engine, server, loop.
+ * 0 after a clean stop, -1 (logged) when it cannot serve. main frees. */
+static int run_encoder(struct wk *w, const struct opts *o, struct event **sigterm,
+                       struct event **sigint)
+{
+    int max_len = 0;
+    if ((w->be = kn_backend_init(o->device, 0)) == NULL) {
+        log_error("backend %s could not start", o->device);
+        return -1;
+    }
+    if (kn_backend_set_threads(w->be, o->threads) < 0)
+        return -1;
+    w->base = event_base_new();
+    if (w->base == NULL || wk_server_notify_init(w) < 0)
+        return -1;
+    if (start_encoder(w, o, &max_len) < 0)
+        return -1;
+    w->api.tok = w->tok;
+    w->api.max_model_len = max_len;
+    w->api.served_names = w->served;
+    w->api.n_served = w->n_served;
+    w->max_body = o->max_body;
+    w->started = wall_time_s();
+    if (wk_server_listen(w, o->listen) < 0)
+        return -1;
+    *sigterm = evsignal_new(w->base, SIGTERM, signal_cb, w);
+    *sigint = evsignal_new(w->base, SIGINT, signal_cb, w);
+    event_add(*sigterm, NULL);
+    event_add(*sigint, NULL);
+    log_notice("serving %s (task %s) as \"%s\" on %s: max_model_len %d, max_batch_inputs %d, "
+               "device %s, %d thread(s)", o->model, wk_task_name(w->task), w->served[0], o->listen,
+               max_len, w->max_batch_inputs, o->device, o->threads);
+    event_base_dispatch(w->base);
+    log_notice("stopped");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o = { .device = "cpu", .max_num_seqs = 256, .max_num_batched_tokens = 2048,
                       .block_size = 16, .threads = 1, .kv_cache_bytes = (size_t)1 << 30,
-                      .prefix_caching = 1, .max_body = (size_t)32 << 20 };
+                      .prefix_caching = 1, .max_body = (size_t)32 << 20, .task = -1,
+                      .max_batch_inputs = 2048 };
     struct wk w;
     struct event *sigterm = NULL, *sigint = NULL;
     int32_t *eos = NULL;
@@ -315,8 +461,15 @@ int main(int argc, char **argv)
             w.served[i] = xstrdup(o.served[i]);
         w.n_served = o.n_served;
     }
+    w.task = o.task >= 0 ? o.task : task_from_config(o.model);
+    w.max_batch_inputs = o.max_batch_inputs;
     if ((w.tok = tokenizer_load(o.model, err, sizeof(err))) == NULL) {
         log_error("tokenizer: %s", err);
+        goto out;
+    }
+    if (w.task != WK_TASK_CHAT) {
+        if (run_encoder(&w, &o, &sigterm, &sigint) == 0)
+            rc = 0;
         goto out;
     }
     if ((w.tmpl = chat_template_load_dir(o.model, err, sizeof(err))) == NULL)
@@ -404,12 +557,16 @@ out:
         event_free(sigint);
     if (w.eng)
         engine_stop(w.eng);
+    if (w.encq)
+        encode_stop(w.encq);
     if (w.base) {
         wk_server_notify_free(&w);
         event_base_free(w.base);
     }
     if (w.model)
         model_free(w.model);
+    if (w.encoder)
+        encoder_free(w.encoder);
     if (w.be)
         kn_backend_free(w.be);
     if (w.tmpl)

@@ -2,7 +2,8 @@
  * server.c -- the worker's HTTP/1.1 server: listener, connections (one
  * request at a time, keep-alive, header and body limits), the route table,
  * plain and chunked SSE responses, the engine's eventfd, and the graceful
- * stop. A client that goes away aborts its generation at once.
+ * stop. A client that goes away aborts its generation (or its encoder
+ * request) at once. Routes are per task: chat, embed or rerank.
  */
 #include "server.h"
 
@@ -25,7 +26,9 @@
 #include <event2/listener.h>
 
 #include "api/api.h"
+#include "api/encode_job.h"
 #include "api/generate.h"
+#include "encode.h"
 #include "engine.h"
 #include "http.h"
 #include "log.h"
@@ -51,6 +54,7 @@ struct wk_conn {
     int body_too_large;
     int streaming;              /* SSE headers sent */
     struct wk_gen *gen;
+    struct wk_enc *enc;
     struct event *resume_ev;
 };
 
@@ -74,6 +78,23 @@ const char *wk_conn_header(struct wk_conn *c, const char *name)
 
 void wk_conn_set_gen(struct wk_conn *c, struct wk_gen *g) { c->gen = g; }
 
+void wk_conn_set_enc(struct wk_conn *c, struct wk_enc *j) { c->enc = j; }
+
+const char *wk_task_name(int task)
+{
+    switch (task) {
+    case WK_TASK_EMBED: return "embed";
+    case WK_TASK_RERANK: return "rerank";
+    default: return "chat";
+    }
+}
+
+/* Nothing in flight: a stopping worker may exit. */
+static int wk_idle(const struct wk *w)
+{
+    return w->n_conns == 0 && w->gens == NULL && w->encs == NULL;
+}
+
 /* ---- connections ----------------------------------------------------------- */
 
 static void conn_free(struct wk_conn *c)
@@ -83,6 +104,11 @@ static void conn_free(struct wk_conn *c)
         log_info("client closed the connection during %s: aborting", c->path ? c->path : "-");
         gen_abort(c->gen);
         c->gen = NULL;
+    }
+    if (c->enc != NULL) {
+        log_info("client closed the connection during %s: cancelling", c->path ? c->path : "-");
+        enc_job_abort(c->enc);      /* clears c->enc */
+        c->enc = NULL;
     }
     if (c->prev)
         c->prev->next = c->next;
@@ -98,7 +124,7 @@ static void conn_free(struct wk_conn *c)
     http_parser_free(&c->parser);
     free(c->path);
     free(c);
-    if (w->shutting_down && w->n_conns == 0 && w->gens == NULL)
+    if (w->shutting_down && wk_idle(w))
         event_base_loopexit(w->base, NULL);
 }
 
@@ -193,6 +219,7 @@ static void conn_finish(struct wk_conn *c)
 {
     struct wk *w = c->w;
     c->gen = NULL;
+    c->enc = NULL;
     c->streaming = 0;
     evbuffer_drain(c->body, evbuffer_get_length(c->body));
     if (!c->keep_alive || w->shutting_down || c->body_too_large) {
@@ -293,18 +320,37 @@ struct route {
     int method;
     const char *path;
     void (*fn)(struct wk_conn *c);
+    unsigned tasks;             /* 1 << enum wk_task */
 };
 
+#define T_CHAT   (1u << WK_TASK_CHAT)
+#define T_EMBED  (1u << WK_TASK_EMBED)
+#define T_RERANK (1u << WK_TASK_RERANK)
+#define T_ALL    (T_CHAT | T_EMBED | T_RERANK)
+
 static const struct route ROUTES[] = {
-    { HTTP_POST, "/v1/chat/completions", api_chat_completions },
-    { HTTP_POST, "/v1/completions", api_completions },
-    { HTTP_POST, "/tokenize", api_tokenize },
-    { HTTP_POST, "/detokenize", api_detokenize },
-    { HTTP_GET, "/v1/models", api_models },
-    { HTTP_GET, "/health", api_health },
-    { HTTP_GET, "/load", api_load },
-    { HTTP_GET, "/version", api_version },
+    { HTTP_POST, "/v1/chat/completions", api_chat_completions, T_CHAT },
+    { HTTP_POST, "/v1/completions", api_completions, T_CHAT },
+    { HTTP_POST, "/v1/embeddings", api_embeddings, T_EMBED },
+    { HTTP_POST, "/pooling", api_pooling, T_EMBED },
+    { HTTP_POST, "/v1/rerank", api_rerank, T_RERANK },
+    { HTTP_POST, "/rerank", api_rerank, T_RERANK },
+    { HTTP_POST, "/v2/rerank", api_rerank, T_RERANK },
+    { HTTP_POST, "/v1/score", api_score, T_RERANK },
+    { HTTP_POST, "/score", api_score, T_RERANK },
+    { HTTP_POST, "/tokenize", api_tokenize, T_ALL },
+    { HTTP_POST, "/detokenize", api_detokenize, T_ALL },
+    { HTTP_GET, "/v1/models", api_models, T_ALL },
+    { HTTP_GET, "/health", api_health, T_ALL },
+    { HTTP_GET, "/load", api_load, T_ALL },
+    { HTTP_GET, "/version", api_version, T_ALL },
 };
+
+/* The task a route needs (for the message when this worker's task lacks it). */
+static const char *route_task_name(unsigned tasks)
+{
+    return (tasks & T_CHAT) ? "chat" : (tasks & T_EMBED) ? "embed" : "rerank or score";
+}
 
 static void conn_dispatch(struct wk_conn *c)
 {
@@ -314,6 +360,14 @@ static void conn_dispatch(struct wk_conn *c)
         if (strcmp(ROUTES[i].path, c->path) != 0)
             continue;
         path_known = 1;
+        if (!(ROUTES[i].tasks & (1u << c->w->task))) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "%s is not served here: this worker serves \"%s\" with task "
+                     "%s, and %s needs a worker with task %s", c->path, c->w->n_served ? c->w->served[0] : "",
+                     wk_task_name(c->w->task), c->path, route_task_name(ROUTES[i].tasks));
+            wk_conn_error_msg(c, 400, NULL, msg);
+            return;
+        }
         if (ROUTES[i].method == method ||
             (method == HTTP_HEAD && ROUTES[i].method == HTTP_GET)) {
             ROUTES[i].fn(c);
@@ -439,13 +493,22 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t v;
     ssize_t r = read(fd, &v, sizeof(v));
     (void)r;
-    struct engine_output *o = engine_take_outputs(w->eng), *next;
-    for (; o != NULL; o = next) {
-        next = o->next;
-        gen_dispatch_output(w, o);
-        engine_output_free(o);
+    if (w->eng != NULL) {
+        struct engine_output *o = engine_take_outputs(w->eng), *next;
+        for (; o != NULL; o = next) {
+            next = o->next;
+            gen_dispatch_output(w, o);
+            engine_output_free(o);
+        }
     }
-    if (w->shutting_down && w->n_conns == 0 && w->gens == NULL)
+    if (w->encq != NULL) {
+        struct encode_output *o = encode_take_outputs(w->encq), *next;
+        for (; o != NULL; o = next) {
+            next = o->next;
+            enc_dispatch_output(w, o);      /* frees o */
+        }
+    }
+    if (w->shutting_down && wk_idle(w))
         event_base_loopexit(w->base, NULL);
 }
 
@@ -476,9 +539,8 @@ void wk_server_notify_free(struct wk *w)
 static void stop_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct wk *w = arg;
-    if (w->gens != NULL)
-        log_warn("graceful stop: aborting %s requests still running",
-                 w->gens->next ? "the" : "the one");
+    if (w->gens != NULL || w->encs != NULL)
+        log_warn("graceful stop: aborting the requests still running");
     while (w->conns != NULL)
         conn_free(w->conns);    /* aborts their generations */
     event_base_loopexit(w->base, NULL);
@@ -501,7 +563,7 @@ void wk_server_shutdown(struct wk *w, int grace_ms)
         else
             c->keep_alive = 0;
     }
-    if (w->n_conns == 0 && w->gens == NULL) {
+    if (wk_idle(w)) {
         event_base_loopexit(w->base, NULL);
         return;
     }
@@ -516,6 +578,8 @@ void wk_server_free(struct wk *w)
         conn_free(w->conns);
     while (w->gens != NULL)
         gen_abort(w->gens);
+    while (w->encs != NULL)
+        enc_job_abort(w->encs);
     if (w->listener)
         evconnlistener_free(w->listener);
     w->listener = NULL;

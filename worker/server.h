@@ -25,6 +25,14 @@ struct chat_template;
 struct kn_backend;
 struct wk_conn;
 struct wk_gen;
+struct wk_enc;
+struct encoder;
+struct encode_engine;
+
+/* What the worker serves (its routes): from config.json's architectures
+ * or --task. */
+enum wk_task { WK_TASK_CHAT = 0, WK_TASK_EMBED, WK_TASK_RERANK };
+const char *wk_task_name(int task);
 
 struct wk {
     struct event_base *base;
@@ -33,7 +41,14 @@ struct wk {
     struct chat_template *tmpl;
     struct model *model;
     struct kn_backend *be;
-    struct engine *eng;
+    struct engine *eng;             /* chat workers */
+    int task;                       /* enum wk_task */
+    /* encoder workers (embed, rerank) */
+    struct encoder *encoder;
+    struct encode_engine *encq;
+    struct wk_enc *encs;            /* encoder requests in flight */
+    int max_batch_inputs;
+    int enc_hidden, enc_n_labels, enc_colbert_dim, enc_has_sparse, enc_has_colbert;
     char **served;                  /* served names (api.served_names) */
     int n_served;
     char *model_dir;
@@ -64,8 +79,8 @@ void wk_server_notify_free(struct wk *w);
  * requests finish (or are aborted after <grace_ms>); the loop exits when
  * nothing is left. */
 void wk_server_shutdown(struct wk *w, int grace_ms);
-/* Close connections (aborting their generations: the engine must still
- * run), the listener and the unix socket file. */
+/* Close connections (aborting their generations or encoder requests: the
+ * engine must still run), the listener and the unix socket file. */
 void wk_server_free(struct wk *w);
 
 /* ---- answering a request (routes) ------------------------------------------ */
@@ -85,6 +100,8 @@ void wk_conn_sse_end(struct wk_conn *c);
 /* Attach/detach the generation a connection waits for (aborted if the
  * client goes away). */
 void wk_conn_set_gen(struct wk_conn *c, struct wk_gen *g);
+/* The same for an encoder request (cancelled if the client goes away). */
+void wk_conn_set_enc(struct wk_conn *c, struct wk_enc *j);
 struct wk *wk_conn_worker(struct wk_conn *c);
 const char *wk_conn_body(struct wk_conn *c, size_t *len);
 /* Borrowed value of request header <name> (case-insensitive), or NULL. */

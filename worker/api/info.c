@@ -1,7 +1,7 @@
 /*
  * info.c -- GET /v1/models (the served names), /health (200 once the engine
- * has stepped, else 503), /load (the engine's load for the gateway's
- * routing), /version.
+ * has stepped -- encoder workers: once a forward ran -- else 503), /load
+ * (the engine's load for the gateway's routing), /version.
  */
 #include "config.h"
 
@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "encode.h"
 #include "engine.h"
 #include "server.h"
 #include "util.h"
@@ -42,6 +43,13 @@ void api_models(struct wk_conn *c)
 void api_health(struct wk_conn *c)
 {
     struct wk *w = wk_conn_worker(c);
+    if (w->encq != NULL) {
+        if (!encode_has_run(w->encq))
+            wk_conn_error_msg(c, 503, NULL, "the encoder has not run a forward pass yet");
+        else
+            wk_conn_respond(c, 200, "application/json", "", 0);
+        return;
+    }
     if (w->eng == NULL || !engine_has_stepped(w->eng)) {
         wk_conn_error_msg(c, 503, NULL, "the engine has not run a step yet");
         return;
@@ -49,9 +57,37 @@ void api_health(struct wk_conn *c)
     wk_conn_respond(c, 200, "application/json", "", 0);
 }
 
+/* Encoder workers: requests and inputs queued, batches run, tokens/s. The
+ * kv_blocks fields are 0 (no KV cache). */
+static void encode_load_json(struct wk_conn *c, struct wk *w)
+{
+    struct encode_load l;
+    encode_get_load(w->encq, &l);
+    json_t *j = json_object();
+    json_object_set_new(j, "task", json_string(wk_task_name(w->task)));
+    json_object_set_new(j, "running", json_integer(l.running));
+    json_object_set_new(j, "waiting", json_integer(l.waiting));
+    json_object_set_new(j, "inputs_waiting", json_integer(l.inputs_waiting));
+    json_object_set_new(j, "kv_blocks_free", json_integer(0));
+    json_object_set_new(j, "kv_blocks_total", json_integer(0));
+    json_object_set_new(j, "prompt_tokens_per_s", json_real(l.tokens_per_s));
+    json_object_set_new(j, "generation_tokens_per_s", json_real(0));
+    json_object_set_new(j, "batches", json_integer((json_int_t)l.batches));
+    json_object_set_new(j, "inputs_done", json_integer((json_int_t)l.inputs_done));
+    json_object_set_new(j, "tokens_done", json_integer((json_int_t)l.tokens_done));
+    json_object_set_new(j, "last_batch_seqs", json_integer(l.last_batch_seqs));
+    json_object_set_new(j, "last_batch_tokens", json_integer(l.last_batch_tokens));
+    json_object_set_new(j, "healthy", json_boolean(encode_has_run(w->encq)));
+    wk_conn_respond_json(c, 200, j);
+}
+
 void api_load(struct wk_conn *c)
 {
     struct wk *w = wk_conn_worker(c);
+    if (w->encq != NULL) {
+        encode_load_json(c, w);
+        return;
+    }
     struct engine_load l;
     memset(&l, 0, sizeof(l));
     if (w->eng)
@@ -67,6 +103,7 @@ void api_load(struct wk_conn *c)
     json_object_set_new(j, "prefix_cache_hits", json_integer((json_int_t)l.prefix_cache_hits));
     json_object_set_new(j, "steps", json_integer((json_int_t)l.steps));
     json_object_set_new(j, "preemptions", json_integer((json_int_t)l.preemptions));
+    json_object_set_new(j, "task", json_string(wk_task_name(w->task)));
     json_object_set_new(j, "healthy", json_boolean(w->eng && engine_has_stepped(w->eng)));
     wk_conn_respond_json(c, 200, j);
 }

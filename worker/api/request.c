@@ -280,22 +280,28 @@ static int is_served(const struct api_ctx *ctx, const char *name)
     return 0;
 }
 
-static int parse_model(const struct api_ctx *ctx, json_t *root, const char *routed,
-                       struct api_request *req, struct api_err *err)
+int api_parse_model(const struct api_ctx *ctx, json_t *root, const char *routed, char **model,
+                    struct api_err *err)
 {
     json_t *v = json_object_get(root, "model");
     if (v == NULL || json_is_null(v)) {
-        req->model = xstrdup(ctx->n_served > 0 ? ctx->served_names[0] : "");
+        *model = xstrdup(ctx->n_served > 0 ? ctx->served_names[0] : "");
         return 0;
     }
     if (!json_is_string(v))
         return api_err_set(err, 400, "model", "'model' must be a string");
     const char *m = json_string_value(v);
     if (is_served(ctx, m) || (routed != NULL && is_served(ctx, routed))) {
-        req->model = xstrdup(m);
+        *model = xstrdup(m);
         return 0;
     }
     return api_err_set(err, 404, "model", "The model `%s` does not exist.", m);
+}
+
+static int parse_model(const struct api_ctx *ctx, json_t *root, const char *routed,
+                       struct api_request *req, struct api_err *err)
+{
+    return api_parse_model(ctx, root, routed, &req->model, err);
 }
 
 /* ---- chat messages ----------------------------------------------------------------- */

@@ -100,6 +100,12 @@ void api_request_free(struct api_request *req);
 int api_chat_render(const struct api_ctx *ctx, json_t *root, char **text, int *thinking,
                     int *has_tools, struct api_err *err);
 
+/* The "model" field of <root>: absent or null means the first served name;
+ * a served name, or any name when <routed> (x-llmux-model) is served. 0 with
+ * *model new (caller frees), or -1 (400 wrong type, 404 unknown). */
+int api_parse_model(const struct api_ctx *ctx, json_t *root, const char *routed, char **model,
+                    struct api_err *err);
+
 /* Fill <err> (printf-style message). Always returns -1. */
 int api_err_set(struct api_err *err, int status, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
