@@ -16,6 +16,8 @@
 #include "tok_internal.h"
 #include "util.h"
 
+#include "tok_grapheme_patch.h"
+
 /* ---- base64 ----------------------------------------------------------------- */
 
 static int b64_value(unsigned char c)
@@ -177,6 +179,24 @@ void tok_charsmap_free(struct tok_charsmap *cm)
 
 /* ---- normalization ---------------------------------------------------------- */
 
+/* 1 when a cluster breaks between <prev> and <next>: utf8proc's rules, except
+ * that marks newer than its tables join as HF's segmentation has them (see
+ * gen_grapheme_patch.py); nothing joins a control, CR or LF. */
+static int cluster_break(uint32_t prev, uint32_t next, utf8proc_int32_t *state)
+{
+    if (!utf8proc_grapheme_break_stateful((utf8proc_int32_t)prev, (utf8proc_int32_t)next, state))
+        return 0;
+    if (next < tok_grapheme_join[0][0] || next > 0xffff)
+        return 1;
+    for (size_t k = 0; k < ARRAY_SIZE(tok_grapheme_join); k++)
+        if (next >= tok_grapheme_join[k][0] && next <= tok_grapheme_join[k][1]) {
+            int bc = utf8proc_get_property((utf8proc_int32_t)prev)->boundclass;
+            return bc == UTF8PROC_BOUNDCLASS_CONTROL || bc == UTF8PROC_BOUNDCLASS_CR ||
+                   bc == UTF8PROC_BOUNDCLASS_LF;
+        }
+    return 1;
+}
+
 static void append(char **out, size_t *len, size_t *cap, const void *p, size_t n)
 {
     if (*len + n + 1 > *cap)
@@ -222,8 +242,7 @@ void tok_charsmap_normalize(const struct tok_charsmap *cm, const char *text, siz
         while (end < n) {
             size_t w2;
             uint32_t next = tok_utf8_decode(s + end, &w2);
-            if (utf8proc_grapheme_break_stateful((utf8proc_int32_t)prev, (utf8proc_int32_t)next,
-                                                 &state))
+            if (cluster_break(prev, next, &state))
                 break;
             prev = next;
             end += w2;

