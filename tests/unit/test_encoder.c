@@ -508,7 +508,8 @@ static void check_errors(struct kn_backend *be)
     const char *model_only[] = { "model.safetensors", "config.json", NULL };
     d = xasprintf("%s/e-badpt", tmpdir);
     link_files(embed, d, model_only);
-    write_file(d, "sparse_linear.pt", "PK\003\004 this is not a checkpoint", 31);
+    const char *junk = "PK\003\004 this is not a checkpoint";
+    write_file(d, "sparse_linear.pt", junk, strlen(junk));
     e = encoder_load(d, be, err, sizeof(err));
     ok(!e && strstr(err, "sparse_linear.pt"), "garbage sparse_linear.pt: %s", err);
     encoder_free(e);
