@@ -1,7 +1,9 @@
 # worker_lib.py -- helpers for llmux-worker integration tests: a tiny random
-# Qwen3 model made by tests/tools/mkmodel with the real Qwen3 tokenizer
-# (made once per test module, removed at exit), and starting the real
-# llmux-worker on it (it prints "listening on ADDR" once it serves).
+# Qwen3 model made by tests/tools/mkmodel with the real Qwen3 tokenizer, or a
+# tiny random XLM-R encoder (bge-m3-shaped embedder with sparse and ColBERT
+# heads, or a bge-reranker-shaped cross-encoder) with the real XLM-R
+# tokenizer (made once per test module, removed at exit), and starting the
+# real llmux-worker on it (it prints "listening on ADDR" once it serves).
 import atexit
 import os
 import re
@@ -14,6 +16,7 @@ import lib
 WORKER = os.path.join(lib.BUILDDIR, "llmux-worker")
 MKMODEL = os.path.join(lib.BUILDDIR, "tests", "tools", "mkmodel")
 TOKENIZER_DIR = os.path.join(lib.SRCDIR, "examples", "models", "tokenizers", "qwen3")
+XLMR_TOKENIZER_DIR = os.path.join(lib.SRCDIR, "examples", "models", "tokenizers", "xlmr")
 
 _models = {}
 
@@ -42,6 +45,45 @@ def tiny_model(arch="qwen3", **flags):
         raise lib.TestFailure("mkmodel failed: %s" % p.stdout.decode(errors="replace"))
     _models[key] = d
     return d
+
+
+def tiny_encoder(kind="embed", **flags):
+    """A tiny random XLM-R folder: kind "embed" (XLMRobertaModel with sparse
+    and ColBERT heads, CLS pooling, normalized, as bge-m3) or "rerank"
+    (XLMRobertaForSequenceClassification, one label). Made once per process."""
+    key = ("xlmr-" + kind, tuple(sorted(flags.items())))
+    if key in _models:
+        return _models[key]
+    d = tempfile.mkdtemp(prefix="llmux-wk-enc-")
+    atexit.register(shutil.rmtree, d, True)
+    args = [MKMODEL, "--out", d, "--arch", "xlmr-" + kind, "--hidden", "32", "--layers", "2",
+            "--heads", "4", "--intermediate", "64", "--dtype", "f32", "--max-pos", "514",
+            "--tokenizer", XLMR_TOKENIZER_DIR]
+    if kind == "embed":
+        args += ["--sparse", "1", "--colbert", "32"]
+    for k, v in flags.items():
+        args += ["--" + k.replace("_", "-"), str(v)]
+    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    if p.returncode != 0:
+        raise lib.TestFailure("mkmodel failed: %s" % p.stdout.decode(errors="replace"))
+    _models[key] = d
+    return d
+
+
+def start_encoder(t, kind="embed", model_dir=None, name=None, listen="127.0.0.1:0", args=()):
+    """llmux-worker on a tiny encoder (its /health is 200 once it listens:
+    the warm-up forward ran before)."""
+    model_dir = model_dir or tiny_encoder(kind)
+    name = name or ("bge-tiny" if kind == "embed" else "reranker-tiny")
+    argv = [WORKER, "--model", model_dir, "--listen", listen, "--served-name", name,
+            "--device", "cpu"] + list(args)
+    p = t.spawn(argv, "worker-" + name, capture_stdout=True)
+    line = t.read_line(p, 60.0)
+    m = re.match(r"listening on (\S+)", line or "")
+    if not m:
+        raise lib.TestFailure("llmux-worker did not start (%r, exit %s)\n%s"
+                              % (line, p.poll(), "\n".join(t.diagnostics())))
+    return Worker(t, p, m.group(1), model_dir, name)
 
 
 class Worker:

@@ -221,6 +221,19 @@ static void test_pairs_xlmr(const char *src)
         ok(k == 3 && r.ids[0][r.n_ids[0] - 1] == eos, "three </s> in the pair");
     }
     enc_request_free(&r);
+    char words[1024] = "", body[2048];
+    for (int i = 0; i < 150; i++)
+        strcat(words, "word ");
+    snprintf(body, sizeof(body), "{\"query\":\"q\",\"documents\":[\"%s\"]}", words);
+    ok(parse(ENC_API_RERANK, body, &r, &er) < 0 && er.status == 400 &&
+       strcmp(er.param, "documents") == 0,
+       "an over-long pair without truncate_prompt_tokens: 400 documents (%s)", er.message);
+    enc_request_free(&r);
+    snprintf(body, sizeof(body), "{\"query\":\"q\",\"documents\":[\"%s\"],"
+             "\"truncate_prompt_tokens\":-1}", words);
+    ok(parse(ENC_API_RERANK, body, &r, &er) == 0 && r.n_ids[0] == 100 && r.ids[0][99] == eos,
+       "truncate_prompt_tokens -1: the pair cut to max_model_len, </s> last");
+    enc_request_free(&r);
     ctx.api = saved;
     tokenizer_free(x);
 }

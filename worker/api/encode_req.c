@@ -289,13 +289,13 @@ static int add_pairs(const struct enc_ctx *ctx, struct enc_request *req, json_t 
             goto fail;
         int32_t *p;
         int np;
+        if (trunc <= 0 && nqa + ndb > limit) {     /* the pair is nqa + ndb tokens */
+            too_long(ctx, nqa + ndb, pb, "scoring", err);
+            goto fail;
+        }
         if (enc_pair_ids(ctx->api->tok, qa, nqa, db, ndb, limit, &p, &np) < 0) {
-            int full = nqa + ndb;
-            if (trunc > 0)
-                api_err_set(err, 400, pa, "'%s' alone (%d tokens) does not fit in "
-                            "truncate_prompt_tokens %d", pa, nqa, trunc);
-            else
-                too_long(ctx, full, pb, "scoring", err);
+            api_err_set(err, 400, pa, "'%s' alone (%d tokens) does not fit in "
+                        "truncate_prompt_tokens %d", pa, nqa, trunc);
             goto fail;
         }
         free(db);
