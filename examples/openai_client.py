@@ -16,5 +16,10 @@ for chunk in client.chat.completions.create(model="assistant", user="bob", strea
     if chunk.choices and chunk.choices[0].delta.content:
         print(chunk.choices[0].delta.content, end="", flush=True)
 print()
-e = client.embeddings.create(model="echo-embed", input=["hello", "world"])
-print(len(e.data), "embeddings of dim", len(e.data[0].embedding))
+e = client.embeddings.create(model="bge-m3-tiny", input=["hello", "world"])
+print(len(e.data), "embeddings of dim", len(e.data[0].embedding), "usage", e.usage.prompt_tokens)
+# rerank and score are not in the openai client: plain POSTs through its HTTP layer
+r = client.post("/rerank", cast_to=object,
+                body={"model": "bge-reranker-tiny", "query": "what is a panda?",
+                      "documents": ["hi", "The giant panda is a bear."]})
+print([(x["index"], round(x["relevance_score"], 4)) for x in r["results"]])

@@ -5,7 +5,11 @@
 #   sh examples/run-demo.sh          (as root on a fresh Debian 12 machine)
 # The demo models are tiny random-weight Qwen3 models (real tokenizer and
 # chat template, gibberish answers) made by tests/tools/mkmodel from the
-# recipe in examples/models/qwen3-tiny.mkmodel: same seed, same bytes.
+# recipe in examples/models/qwen3-tiny.mkmodel, and two tiny random XLM-R
+# encoders with the real XLM-R tokenizer: a bge-m3-shaped embedder (dense,
+# sparse and ColBERT heads, CLS pooling, normalized, 8192 positions) and a
+# bge-reranker-shaped cross-encoder: same seed, same bytes; random vectors
+# and scores.
 set -eu
 cd "$(dirname "$0")/.."
 sh tests/deps.sh
@@ -13,7 +17,7 @@ sh tests/deps.sh
 mkdir -p build
 cd build
 [ -f Makefile ] || ../configure >/dev/null
-make -j"$(nproc)" llmux llmux-worker tests/tools/mkmodel tests/tools/fake-upstream >/dev/null
+make -j"$(nproc)" llmux llmux-worker tests/tools/mkmodel >/dev/null
 
 recipe=$(cat ../examples/models/qwen3-tiny.mkmodel)
 mkdir -p demo-models
@@ -25,11 +29,20 @@ for seed in 1 2; do
             --tokenizer ../examples/models/tokenizers/qwen3 >/dev/null
 done
 
+xlmr="--hidden 64 --layers 2 --heads 4 --intermediate 128 --dtype bf16 --max-pos 8194 --seed 3"
+[ -f demo-models/bge-m3-tiny/model.safetensors ] ||
+    # shellcheck disable=SC2086
+    ./tests/tools/mkmodel --out demo-models/bge-m3-tiny --arch xlmr-embed $xlmr \
+        --sparse 1 --colbert 64 --tokenizer ../examples/models/tokenizers/xlmr >/dev/null
+[ -f demo-models/bge-reranker-tiny/model.safetensors ] ||
+    # shellcheck disable=SC2086
+    ./tests/tools/mkmodel --out demo-models/bge-reranker-tiny --arch xlmr-rerank $xlmr \
+        --tokenizer ../examples/models/tokenizers/xlmr >/dev/null
+
 pids=""
 cleanup() { [ -n "$pids" ] && kill $pids 2>/dev/null; wait 2>/dev/null; }
 trap cleanup EXIT INT TERM
-# two replicas of the chat model, one B model, one stand-in for embeddings
-# (the embedding worker is the next issue)
+# two replicas of the chat model, one B model, an embedder and a reranker
 for port in 18081 18082; do
     ./llmux-worker --model demo-models/qwen3-tiny-s1 --served-name qwen3-tiny \
         --listen 127.0.0.1:$port --device cpu --max-model-len 2048 \
@@ -41,9 +54,13 @@ done
     --listen 127.0.0.1:18083 --device cpu --max-model-len 2048 --kv-cache-memory 256m \
     >/dev/null 2>worker-18083.log &
 pids="$pids $!"
-./tests/tools/fake-upstream --listen 127.0.0.1:18084 --name embed-standin >/dev/null &
+./llmux-worker --model demo-models/bge-m3-tiny --served-name bge-m3-tiny \
+    --listen 127.0.0.1:18084 --device cpu >/dev/null 2>worker-18084.log &
 pids="$pids $!"
-for port in 18081 18082 18083; do      # up once /health answers 200
+./llmux-worker --model demo-models/bge-reranker-tiny --served-name bge-reranker-tiny \
+    --listen 127.0.0.1:18085 --device cpu >/dev/null 2>worker-18085.log &
+pids="$pids $!"
+for port in 18081 18082 18083 18084 18085; do      # up once /health answers 200
     i=0
     until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do
         i=$((i + 1)); [ $i -lt 300 ] || { echo "worker on $port did not start:"; cat worker-$port.log; exit 1; }
