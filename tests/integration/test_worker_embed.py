@@ -11,6 +11,7 @@ import math
 import socket
 import struct
 import threading
+import time
 
 import lib
 from lib import check, eq, expect_openai_error, model_block
@@ -230,6 +231,26 @@ def test_concurrent_batching(t):
     check(ld["batches"] > b0, "batches ran")
     check(ld["last_batch_tokens"] <= 64 or ld["last_batch_seqs"] == 1, "token bound: %r" % ld)
     eq(ld["inputs_waiting"], 0, "nothing left waiting")
+
+
+def test_small_request_not_starved(t):
+    w = start_encoder(t, args=["--max-num-batched-tokens", "1024"])
+    big = {"input": [" ".join("w%d" % j for j in range(100))] * 100}
+    done = {}
+
+    def run_big():
+        r = emb(w, big)
+        done["big"] = (r.status, time.monotonic())
+    th = threading.Thread(target=run_big)
+    th.start()
+    lib.wait_for(lambda: w.load()["batches"] >= 2, 20, what="the big request runs")
+    r = emb(w, {"input": "a small request"})
+    small_at = time.monotonic()
+    eq(r.status, 200, "small request")
+    th.join(60)
+    eq(done.get("big", (0,))[0], 200, "big request")
+    check(small_at < done["big"][1], "the small request finished first (it shared the big "
+          "request's batches)")
 
 
 def test_client_disconnect(t):

@@ -170,6 +170,10 @@ def test_task_flag(t):
     eq(rc, 2, "--task score on an embedder exits 2")
     rc, out = worker_lib.run_worker(t, ["--model", "x", "--listen", "127.0.0.1:0", "--task", "asr"])
     eq(rc, 2, "unknown --task")
+    rc, out = worker_lib.run_worker(t, ["--model", worker_lib.tiny_encoder("rerank"), "--listen",
+                                        "127.0.0.1:0", "--max-model-len", "600"])
+    eq(rc, 2, "--max-model-len over the position embeddings exits 2")
+    check("512" in out, "says the bound: %r" % out[-300:])
     # score is a name for rerank
     w = start_encoder(t, "rerank", args=["--task", "score"])
     eq(score(w, "a", "b").status, 200, "--task score serves /v1/score")
