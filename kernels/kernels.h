@@ -145,6 +145,8 @@ enum kn_op {
     KN_OP_MOE_ROUTE,
     /* the encoder worker's ops (issue 7): cpu only so far */
     KN_OP_LAYER_NORM, KN_OP_ACT, KN_OP_SEQ_ATTENTION,
+    /* the speech worker's ops (issue 8): cpu only so far */
+    KN_OP_SEQ_DWCONV,
     KN_OP_COUNT
 };
 #define KN_MAX_SRC 3
@@ -219,6 +221,10 @@ struct kn_backend_ops {
     int (*seq_attention)(struct kn_backend *be, struct kn_tensor *out, const struct kn_tensor *q,
                          const struct kn_tensor *k, const struct kn_tensor *v,
                          const struct kn_tensor *seq_start, float scale);
+    /* speech ops (issue 8); NULL: unsupported, whatever supports_op says */
+    int (*seq_dwconv)(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                      const struct kn_tensor *w, const struct kn_tensor *seq_start, int left,
+                      int add_x);
 };
 
 /* The vtable for "cpu" or "cuda" (borrowed, static), or for "auto": cuda
@@ -356,6 +362,21 @@ int kn_act(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x
 int kn_seq_attention(struct kn_backend *be, struct kn_tensor *out, const struct kn_tensor *q,
                      const struct kn_tensor *k, const struct kn_tensor *v,
                      const struct kn_tensor *seq_start, float scale);
+
+/* ---- speech ops (issue 8: SenseVoice) -----------------------------------------
+ * supports_op operands: seq_dwconv dst y, src {x, w, seq_start}. */
+
+/* Depthwise 1-D convolution along the tokens of each sequence of a packed
+ * batch (the FSMN memory block of SAN-M): x (T, C), w float (C, K) -> y (T, C),
+ *   y[t,c] = (add_x ? x[t,c] : 0) + sum_k w[c,k] * x[t + k - left, c],
+ * where a term whose row t + k - left lies outside t's sequence is 0 (zero
+ * padding at both ends of every sequence, as torch's Conv1d over a masked,
+ * padded batch). 0 <= left < K. seq_start as kn_seq_attention (cpu checks
+ * it: -1). x, y: only the last dim must be contiguous (a column slice of a
+ * fused qkv is fine); y must not alias x. f32 math, rounded once on store. */
+int kn_seq_dwconv(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                  const struct kn_tensor *w, const struct kn_tensor *seq_start, int left,
+                  int add_x);
 
 #ifdef __cplusplus
 }

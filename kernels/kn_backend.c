@@ -43,7 +43,7 @@ const char *kn_op_name(enum kn_op op)
     static const char *names[] = { "matmul", "rms_norm", "rope", "silu_mul", "softmax",
                                    "embed", "add", "convert", "kv_store", "paged_attention",
                                    "gather_rows", "scatter_add_rows", "moe_route",
-                                   "layer_norm", "act", "seq_attention" };
+                                   "layer_norm", "act", "seq_attention", "seq_dwconv" };
     return (unsigned)op < ARRAY_SIZE(names) ? names[op] : "?";
 }
 
@@ -651,4 +651,30 @@ int kn_seq_attention(struct kn_backend *be, struct kn_tensor *out, const struct 
         more_on(be, KN_OP_SEQ_ATTENTION, seq_start, NULL, NULL) < 0)
         return -1;
     return be->ops->seq_attention(be, out, q, k, v, seq_start, scale);
+}
+
+/* ---- speech ops ----------------------------------------------------------------- */
+
+int kn_seq_dwconv(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                  const struct kn_tensor *w, const struct kn_tensor *seq_start, int left,
+                  int add_x)
+{
+    const char *bad = same_rows(y, x);
+    int64_t T, C, ld;
+    if (!bad) {
+        kn_tensor_rows(x, &T, &C, &ld);
+        if (!is_float(w) || w->ndim != 2 || w->shape[0] != C || w->shape[1] < 1 ||
+            !kn_tensor_is_contiguous(w))
+            bad = "w must be a contiguous float (C, K)";
+        else if (left < 0 || left >= w->shape[1])
+            bad = "need 0 <= left < K";
+        else if (y->data == x->data)
+            bad = "y must not alias x";
+        else if (!is_index(seq_start, -1) || seq_start->shape[0] < 2)
+            bad = "seq_start must be contiguous i32 (n_seqs+1), n_seqs >= 1";
+    }
+    if (op_missing(be, KN_OP_SEQ_DWCONV, (const void *)be->ops->seq_dwconv) < 0 ||
+        op_check(be, KN_OP_SEQ_DWCONV, bad, y, x, w, seq_start) < 0)
+        return -1;
+    return be->ops->seq_dwconv(be, y, x, w, seq_start, left, add_x);
 }

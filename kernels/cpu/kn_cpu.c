@@ -369,4 +369,5 @@ const struct kn_backend_ops kn_cpu_ops = {
     .layer_norm = kn_cpu_layer_norm,
     .act = kn_cpu_act,
     .seq_attention = kn_cpu_seq_attention,
+    .seq_dwconv = kn_cpu_seq_dwconv,
 };

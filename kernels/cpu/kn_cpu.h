@@ -128,5 +128,9 @@ int kn_cpu_act(struct kn_backend *be, struct kn_tensor *y, const struct kn_tenso
 int kn_cpu_seq_attention(struct kn_backend *be, struct kn_tensor *out, const struct kn_tensor *q,
                          const struct kn_tensor *k, const struct kn_tensor *v,
                          const struct kn_tensor *seq_start, float scale);
+/* asr_ops.c */
+int kn_cpu_seq_dwconv(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                      const struct kn_tensor *w, const struct kn_tensor *seq_start, int left,
+                      int add_x);
 
 #endif
