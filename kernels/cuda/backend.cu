@@ -130,21 +130,19 @@ static int cuda_sync(struct kn_backend *be)
 
 /* Elementwise, row and index ops take any float dtypes; matmul goes through
  * cublasGemmEx, which wants A and B of one type and C of that type or f32;
- * attention keeps a head in registers (D <= KN_CUDA_ATTN_MAX_D), routing a
- * row of experts in shared memory. */
+ * attention (paged and packed) keeps a head in registers (D <=
+ * KN_CUDA_ATTN_MAX_D), routing a row of experts in shared memory. */
 static int cuda_supports_op(struct kn_backend *be, enum kn_op op, const struct kn_tensor *dst,
                             const struct kn_tensor *const src[KN_MAX_SRC])
 {
     if (op == KN_OP_MATMUL)
         return src[0]->dtype == src[1]->dtype &&
                (dst->dtype == src[0]->dtype || dst->dtype == KN_F32);
-    if (op == KN_OP_PAGED_ATTENTION)
+    if (op == KN_OP_PAGED_ATTENTION || op == KN_OP_SEQ_ATTENTION)
         return src[0]->shape[2] <= KN_CUDA_ATTN_MAX_D;
     if (op == KN_OP_MOE_ROUTE)
         return src[0]->shape[src[0]->ndim - 1] <= KN_CUDA_ROUTE_MAX_E;
-    if (op == KN_OP_LAYER_NORM || op == KN_OP_ACT || op == KN_OP_SEQ_ATTENTION)
-        return 0;   /* encoder ops: cpu only for now */
-    return (unsigned)op <= KN_OP_MOE_ROUTE;    /* ops appended later: not here yet */
+    return (unsigned)op <= KN_OP_SEQ_ATTENTION;    /* ops appended later: not here yet */
 }
 
 extern "C" const struct kn_backend_ops kn_cuda_ops = {
@@ -172,4 +170,7 @@ extern "C" const struct kn_backend_ops kn_cuda_ops = {
     /* .gather_rows  = */ kn_cuda_gather_rows,
     /* .scatter_add_rows = */ kn_cuda_scatter_add_rows,
     /* .moe_route    = */ kn_cuda_moe_route,
+    /* .layer_norm   = */ kn_cuda_layer_norm,
+    /* .act          = */ kn_cuda_act,
+    /* .seq_attention = */ kn_cuda_seq_attention,
 };

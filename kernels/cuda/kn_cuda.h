@@ -3,7 +3,7 @@
  * context, CUDA_CHECK, dtype loads/stores and block reductions for kernels,
  * and the per-family entry points backend.cu puts in the vtable. Each family
  * file (matmul.cu, norm.cu, rope.cu, softmax.cu, elementwise.cu, paged.cu,
- * route.cu) has three
+ * route.cu, encoder.cu) has three
  * layers: the kernel, a launcher taking a cudaStream_t, and an entry point
  * that asserts what kn_backend.c already validated. No host data here.
  */
@@ -151,5 +151,12 @@ int kn_cuda_moe_route(struct kn_backend *be, struct kn_tensor *ids, struct kn_te
                       const struct kn_tensor *logits, int k, int norm);
 /* most experts moe_route takes (one warp's shared row) */
 #define KN_CUDA_ROUTE_MAX_E 4096
+/* encoder.cu (seq_attention takes D <= KN_CUDA_ATTN_MAX_D too) */
+int kn_cuda_layer_norm(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                       const struct kn_tensor *w, const struct kn_tensor *b, float eps);
+int kn_cuda_act(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x, int act);
+int kn_cuda_seq_attention(struct kn_backend *be, struct kn_tensor *out, const struct kn_tensor *q,
+                          const struct kn_tensor *k, const struct kn_tensor *v,
+                          const struct kn_tensor *seq_start, float scale);
 
 #endif

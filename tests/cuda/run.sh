@@ -4,14 +4,16 @@
 #
 #   sh tests/cuda/run.sh stage BUILD_DIR
 #       here (nvcc, no GPU), after `make llmux-worker tests/tools/mkmodel
-#       tests/kernels/test_cuda_ops tests/unit/test_model_cuda` in a build dir
+#       tests/kernels/test_cuda_ops tests/unit/test_model_cuda
+#       tests/unit/test_encoder_cuda` in a build dir
 #       configured --with-cuda: copies those binaries and the shared libraries
 #       the device image lacks (jansson, utf8proc, libevent; see ldd) into
 #       BUILD_DIR/carry, a few MB, to be carried to the device.
 #   sh tests/cuda/run.sh run CARRY_DIR [OUT_DIR]
 #       on the GPU machine, from the repository root: test_cuda_ops (every cuda
 #       op against its cpu twin), test_model_cuda (the model goldens on cuda),
-#       compute-sanitizer memcheck and racecheck on test_cuda_ops, and one chat
+#       test_encoder_cuda (the encoder goldens on cuda), compute-sanitizer
+#       memcheck and racecheck on test_cuda_ops, memcheck on test_encoder_cuda, and one chat
 #       greedy request to llmux-worker --device cuda on a tiny Qwen3 (and on cpu,
 #       to compare the text); logs in OUT_DIR
 #       (default CARRY_DIR/out), a table last. Exit 0 when all passed, 77 with
@@ -23,10 +25,11 @@ stage() {
     C=$B/carry
     rm -rf "$C" && mkdir -p "$C/lib" "$C/tests/tools" || exit 2
     for f in llmux-worker tests/tools/mkmodel tests/kernels/test_cuda_ops \
-             tests/unit/test_model_cuda; do
+             tests/unit/test_model_cuda tests/unit/test_encoder_cuda; do
         [ -x "$B/$f" ] || { echo "missing $B/$f: build it first" >&2; exit 2; }
     done
-    cp "$B/llmux-worker" "$B/tests/kernels/test_cuda_ops" "$B/tests/unit/test_model_cuda" "$C/"
+    cp "$B/llmux-worker" "$B/tests/kernels/test_cuda_ops" "$B/tests/unit/test_model_cuda" \
+        "$B/tests/unit/test_encoder_cuda" "$C/"
     cp "$B/tests/tools/mkmodel" "$C/tests/tools/"
     for lib in libjansson.so libutf8proc.so libevent-2.1.so libevent_pthreads-2.1.so; do
         ldd "$B/llmux-worker" "$B/tests/unit/test_model_cuda" | awk -v l="$lib" \
@@ -52,6 +55,8 @@ run() {
     fi
     LLMUX_SRCDIR=$SRC LLMUX_BUILDDIR=$C "$C/test_model_cuda" >"$OUT/model_cuda.tap" 2>&1
     model_rc=$?
+    LLMUX_SRCDIR=$SRC LLMUX_BUILDDIR=$C "$C/test_encoder_cuda" >"$OUT/encoder_cuda.tap" 2>&1
+    enc_rc=$?
 
     # one chat request (greedy) through llmux-worker on cuda, and on cpu to compare
     M=$(mktemp -d)
@@ -87,37 +92,44 @@ EOF
     fi
 
     SAN=$(command -v compute-sanitizer || ls "$CUDA"/compute-sanitizer/compute-sanitizer 2>/dev/null)
-    san() {     # tool -> "N errors (rc)" or "not run"
+    san() {     # tool options binary log -> "N errors (rc)" or "not run"
         if [ -z "$SAN" ]; then echo "not run (no compute-sanitizer)"; return; fi
-        timeout "${SAN_TIMEOUT:-200}" "$SAN" --tool "$1" --error-exitcode 9 ${2:-} \
-            "$C/test_cuda_ops" >"$OUT/$1.out" 2>&1
+        LLMUX_SRCDIR=$SRC LLMUX_BUILDDIR=$C timeout "${SAN_TIMEOUT:-200}" "$SAN" --tool "$1" \
+            --error-exitcode 9 ${2:-} "$3" >"$OUT/$4.out" 2>&1
         rc=$?
         [ $rc -eq 124 ] && { echo "timed out"; return; }
-        s=$(grep -Eo '(ERROR SUMMARY: |\()[0-9]+ errors?' "$OUT/$1.out" | tail -1 |
+        s=$(grep -Eo '(ERROR SUMMARY: |\()[0-9]+ errors?' "$OUT/$4.out" | tail -1 |
             sed -E 's/^(ERROR SUMMARY: |\()//')
         echo "${s:-?} (rc $rc)"
     }
-    memcheck=$(san memcheck "--leak-check full")
-    racecheck=$(SAN_TIMEOUT=${RACE_TIMEOUT:-150} san racecheck)
+    memcheck=$(san memcheck "--leak-check full" "$C/test_cuda_ops" memcheck)
+    racecheck=$(SAN_TIMEOUT=${RACE_TIMEOUT:-150} san racecheck "" "$C/test_cuda_ops" racecheck)
+    enc_memcheck=$(SAN_TIMEOUT=${ENC_SAN_TIMEOUT:-120} san memcheck "" "$C/test_encoder_cuda" \
+        memcheck_encoder)
 
     count() { echo "$(grep -c '^ok' "$1")/$(sed -n 's/^1\.\.//p' "$1")"; }
     {
         echo "== failures"
-        grep -A3 '^not ok' "$OUT/cuda_ops.tap" "$OUT/model_cuda.tap" | head -40
+        grep -A3 '^not ok' "$OUT/cuda_ops.tap" "$OUT/model_cuda.tap" "$OUT/encoder_cuda.tap" |
+            head -40
         echo "== model goldens on cuda"
         grep -E 'max err|compared|plan' "$OUT/model_cuda.tap"
+        echo "== encoder goldens on cuda"
+        grep -E '^# .*worst' "$OUT/encoder_cuda.tap"
         echo "== results ($gpu)"
         printf '%-18s %s\n' test_cuda_ops "$(count "$OUT/cuda_ops.tap") ok (rc $ops_rc)"
         printf '%-18s %s\n' test_model_cuda "$(count "$OUT/model_cuda.tap") ok (rc $model_rc)"
+        printf '%-18s %s\n' test_encoder_cuda "$(count "$OUT/encoder_cuda.tap") ok (rc $enc_rc)"
         printf '%-18s %s\n' "worker chat" "$chat"
         printf '%-18s %s\n' memcheck "$memcheck"
         printf '%-18s %s\n' racecheck "$racecheck"
+        printf '%-18s %s\n' "memcheck encoder" "$enc_memcheck"
     } | tee "$OUT/summary.txt"
-    [ $ops_rc -eq 0 ] && [ $model_rc -eq 0 ] && case $chat in ok*) true ;; *) false ;; esac
+    [ $ops_rc -eq 0 ] && [ $model_rc -eq 0 ] && [ $enc_rc -eq 0 ] && case $chat in ok*) true ;; *) false ;; esac
 }
 
 case ${1:-} in
 stage) [ $# -eq 2 ] || { echo "usage: $0 stage BUILD_DIR" >&2; exit 2; }; stage "$2" ;;
 run) [ $# -ge 2 ] || { echo "usage: $0 run CARRY_DIR [OUT_DIR]" >&2; exit 2; }; run "$2" "${3:-}" ;;
-*) sed -n '2,19p' "$0" >&2; exit 2 ;;
+*) sed -n '2,21p' "$0" >&2; exit 2 ;;
 esac

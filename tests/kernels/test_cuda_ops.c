@@ -2,7 +2,9 @@
  * test_cuda_ops.c -- every cuda op against its cpu twin on random shapes
  * (odd sizes, decode M=1, Qwen3-0.6B-sized rows, column-slice views; for
  * the chat worker ops also block-boundary and long paged contexts, repeated
- * and bad indices, routing ties; their outputs poisoned with NaN first): the
+ * and bad indices, routing ties; for the encoder ops layer_norm, act and
+ * packed seq_attention odd shapes, GQA, empty sequences, in-place and
+ * sliced operands; these outputs poisoned with NaN first): the
  * same rounded inputs go to both backends and the outputs must agree within
  * atol + rtol*|ref|; the first 5 mismatches are printed. Prints TAP
  * "1..0 # SKIP no CUDA device" when no device is visible (CI has no GPU).
@@ -560,6 +562,130 @@ static void test_moe_route(void)
     }
 }
 
+/* ---- encoder ops (issue 7) -------------------------------------------------------- */
+
+/* layer_norm: f32/bf16/f16 rows, odd and bge-m3 widths, with and without
+ * bias, bf16 or f32 weights, in place and from a column slice; act: the three
+ * activations on strided rows and in place. Outputs poisoned first. */
+static void test_layer_norm_act(void)
+{
+    static const enum kn_dtype dts[] = { KN_F32, KN_BF16, KN_F16 };
+    for (int i = 0; i < 9; i++) {
+        enum kn_dtype dt = dts[i % 3], wdt = i & 1 ? KN_BF16 : KN_F32;
+        int64_t R = i == 0 ? 1 : irand(2, 40), D = i == 3 ? 1 : i == 4 ? 1024 : i == 5 ? 4099 :
+                                                   irand(2, 3000);
+        int has_b = i != 2 && i != 7, inplace = i >= 6, pad = i == 1 || i == 8 ? 5 : 0;
+        struct twin xb = twin_new(dt, 2, (int64_t[]){ R, D + pad }, 3.0f, NULL);
+        struct twin x = twin_view(&xb, 2, (int64_t[]){ R, D }, (int64_t[]){ D + pad, 1 }, pad);
+        struct twin w = twin_new(wdt, 1, (int64_t[]){ D }, 1.5f, NULL);
+        struct twin b = twin_new(wdt, 1, (int64_t[]){ D }, 1.0f, NULL);
+        struct twin yo = twin_new(dt, 2, (int64_t[]){ R, D }, 1.0f, NULL);
+        struct twin *y = inplace ? &xb : &yo;
+        if (!inplace)
+            twin_poison(&yo);
+        char what[128];
+        snprintf(what, sizeof(what), "layer_norm %s (%lld,%lld) w %s%s%s%s", kn_dtype_name(dt),
+                 (long long)R, (long long)D, kn_dtype_name(wdt), has_b ? " + bias" : " no bias",
+                 pad ? " column slice" : "", inplace ? " in place" : "");
+        struct twin *yv = inplace ? &x : y;
+        ok(kn_layer_norm(cpu, &yv->h, &x.h, &w.h, has_b ? &b.h : NULL, 1e-5f) == 0 &&
+           kn_layer_norm(gpu, &yv->d, &x.d, &w.d, has_b ? &b.d : NULL, 1e-5f) == 0,
+           "%s runs", what);
+        /* f32 vs double sums: a few f32 ulps of terms ~3 that may cancel with b */
+        twin_same(what, y, 4e-6, rtol_of(dt, TOL_F32));
+        twin_free(&xb);
+        twin_free(&w);
+        twin_free(&b);
+        twin_free(&yo);
+    }
+    static const char *names[] = { "gelu_erf", "tanh", "relu" };
+    for (int i = 0; i < 9; i++) {
+        enum kn_dtype dt = dts[i % 3];
+        int act = i % KN_ACT_COUNT, inplace = i >= 6;
+        int64_t R = i == 0 ? 1 : irand(2, 50), C = i == 3 ? 1 : i == 4 ? 4096 : irand(2, 3000);
+        int64_t pad = i == 1 || i == 5 ? 3 : 0;
+        struct twin xb = twin_new(dt, 2, (int64_t[]){ R, C + pad }, 6.0f, NULL);
+        struct twin x = twin_view(&xb, 2, (int64_t[]){ R, C }, (int64_t[]){ C + pad, 1 }, 0);
+        struct twin yo = twin_new(dt, 2, (int64_t[]){ R, C }, 1.0f, NULL);
+        twin_poison(&yo);
+        struct twin *y = inplace ? &xb : &yo, *yv = inplace ? &x : &yo;
+        char what[128];
+        snprintf(what, sizeof(what), "act %s %s (%lld,%lld)%s%s", names[act], kn_dtype_name(dt),
+                 (long long)R, (long long)C, pad ? " strided" : "", inplace ? " in place" : "");
+        ok(kn_act(cpu, &yv->h, &x.h, (enum kn_act)act) == 0 &&
+           kn_act(gpu, &yv->d, &x.d, (enum kn_act)act) == 0, "%s runs", what);
+        /* erff/tanhf: <= 2 ulp each side; gelu's 1 + erf cancels for x << 0,
+         * which |x| * 2^-23 absolute bounds (|x| < 6) */
+        twin_same(what, y, 1e-6, rtol_of(dt, TOL_F32));
+        twin_free(&xb);
+        twin_free(&yo);
+    }
+}
+
+/* One packed bidirectional attention trial: <ns> sequences of lengths len[]
+ * (0 allowed), q/k/v head slices of a fused qkv, out poisoned. */
+static void seq_attn_case(const char *tag, int ns, const int *len, int64_t H, int64_t Hk,
+                          int64_t D, enum kn_dtype qdt, enum kn_dtype odt)
+{
+    int32_t *st = xmalloc((size_t)(ns + 1) * sizeof(int32_t));
+    int64_t T = 0, Lmax = 0;
+    for (int s = 0; s < ns; s++) {
+        st[s] = (int32_t)T;
+        T += len[s];
+        Lmax = len[s] > Lmax ? len[s] : Lmax;
+    }
+    st[ns] = (int32_t)T;
+    struct twin ts = twin_new(KN_I32, 1, (int64_t[]){ ns + 1 }, 0, st);
+    int64_t W = (H + 2 * Hk) * D;
+    struct twin qkv = twin_new(qdt, 2, (int64_t[]){ T, W }, 2.0f, NULL);
+    struct twin q = twin_view(&qkv, 3, (int64_t[]){ T, H, D }, (int64_t[]){ W, D, 1 }, 0);
+    struct twin k = twin_view(&qkv, 3, (int64_t[]){ T, Hk, D }, (int64_t[]){ W, D, 1 }, H * D);
+    struct twin v = twin_view(&qkv, 3, (int64_t[]){ T, Hk, D }, (int64_t[]){ W, D, 1 },
+                              (H + Hk) * D);
+    struct twin out = twin_new(odt, 3, (int64_t[]){ T, H, D }, 1.0f, NULL);
+    twin_poison(&out);
+    float scale = (float)(1.0 / sqrt((double)D));
+    char what[192];
+    snprintf(what, sizeof(what), "seq_attention %s: q %s out %s, %d seqs, T %lld (longest "
+             "%lld), H %lld/%lld D %lld", tag, kn_dtype_name(qdt), kn_dtype_name(odt), ns,
+             (long long)T, (long long)Lmax, (long long)H, (long long)Hk, (long long)D);
+    ok(kn_seq_attention(cpu, &out.h, &q.h, &k.h, &v.h, &ts.h, scale) == 0 &&
+       kn_seq_attention(gpu, &out.d, &q.d, &k.d, &v.d, &ts.d, scale) == 0, "%s runs", what);
+    /* f32 sums in another order, online rescaling: far under 1e-4 of |v| ~ 1 */
+    twin_same(what, &out, 2e-5, rtol_of(odt, 1e-4));
+    twin_free(&ts);
+    twin_free(&qkv);
+    twin_free(&out);
+    free(st);
+}
+
+static void test_seq_attention(void)
+{
+    seq_attn_case("one token", 1, (int[]){ 1 }, 4, 4, 64, KN_F32, KN_F32);
+    seq_attn_case("chunk edges", 4, (int[]){ 31, 32, 33, 1 }, 4, 2, 64, KN_F32, KN_F32);
+    seq_attn_case("bge-m3 heads", 3, (int[]){ 120, 7, 64 }, 16, 16, 64, KN_F32, KN_F32);
+    seq_attn_case("many short", 12, (int[]){ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 19 }, 3, 3, 33,
+                  KN_F32, KN_F32);
+    seq_attn_case("empty seqs", 5, (int[]){ 0, 17, 0, 0, 5 }, 2, 1, 16, KN_F32, KN_F32);
+    seq_attn_case("GQA 4", 2, (int[]){ 50, 21 }, 8, 2, 128, KN_BF16, KN_F32);
+    seq_attn_case("G 32", 2, (int[]){ 40, 3 }, 32, 1, 32, KN_F32, KN_BF16);
+    seq_attn_case("D 256", 2, (int[]){ 45, 70 }, 4, 4, 256, KN_F32, KN_F32);
+    seq_attn_case("odd D", 2, (int[]){ 13, 29 }, 5, 5, 7, KN_F16, KN_F16);
+    seq_attn_case("D 1", 1, (int[]){ 9 }, 2, 2, 1, KN_F32, KN_F32);
+    seq_attn_case("long", 2, (int[]){ 700, 300 }, 2, 1, 64, KN_BF16, KN_BF16);
+    /* refusals: D over the register budget; a host operand */
+    struct twin q = twin_new(KN_F32, 3, (int64_t[]){ 2, 1, 260 }, 1.0f, NULL);
+    struct twin o = twin_new(KN_F32, 3, (int64_t[]){ 2, 1, 260 }, 1.0f, NULL);
+    struct twin ts = twin_new(KN_I32, 1, (int64_t[]){ 2 }, 0, (int32_t[]){ 0, 2 });
+    ok(kn_seq_attention(gpu, &o.d, &q.d, &q.d, &q.d, &ts.d, 1.0f) == -1,
+       "cuda seq_attention refuses D 260 (> %d)", 256);
+    ok(kn_seq_attention(gpu, &o.d, &q.d, &q.d, &q.d, &ts.h, 1.0f) == -1,
+       "cuda seq_attention refuses a host seq_start");
+    twin_free(&q);
+    twin_free(&o);
+    twin_free(&ts);
+}
+
 int main(void)
 {
     const struct kn_backend_ops *ops;
@@ -584,6 +710,8 @@ int main(void)
     test_paged_attention();
     test_gather_scatter();
     test_moe_route();
+    test_layer_norm_act();
+    test_seq_attention();
     ok(kn_backend_sync(gpu) == 0, "stream has no pending error");
     kn_backend_free(gpu);
     kn_backend_free(cpu);
