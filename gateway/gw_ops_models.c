@@ -37,6 +37,33 @@ static int word_ok(const char *s)
     return 1;
 }
 
+/* <extra> without the block of model <name> (blocks are ours: "model NAME {"
+ * at a line start, no nested braces, "}\n" at the end), as a new string, or
+ * NULL when it has none. */
+static char *extra_cut(const char *extra, const char *name)
+{
+    if (extra == NULL)
+        return NULL;
+    char *head = xasprintf("model %s {\n", name);
+    size_t hl = strlen(head);
+    const char *p = extra, *at = NULL;
+    while (p != NULL && *p) {
+        if (strncmp(p, head, hl) == 0) {
+            at = p;
+            break;
+        }
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    free(head);
+    if (at == NULL)
+        return NULL;
+    const char *end = strstr(at, "}\n");
+    end = end ? end + 2 : at + strlen(at);
+    return xasprintf("%.*s%s", (int)(at - extra), extra, end);
+}
+
 int gw_op_model_load(struct gw *gw, const char *name, const char *path, int n_kv,
                      char *const *kv, char *err, size_t errlen)
 {
@@ -95,6 +122,18 @@ int gw_op_model_unload(struct gw *gw, const char *name, char *err, size_t errlen
     if (gw_router_find_model(gw->router, name) == NULL) {
         snprintf(err, errlen, "no model \"%s\"", name);
         return -1;
+    }
+    char *cut = extra_cut(gw->extra_models, name);
+    if (cut != NULL) {          /* a hot-loaded model: forget its block */
+        char *old_extra = gw->extra_models;
+        gw->extra_models = cut;
+        if (gw_reload_apply(gw, err, errlen) == -1) {
+            gw->extra_models = old_extra;
+            free(cut);
+            return -1;
+        }
+        free(old_extra);
+        return 0;
     }
     gw->removed = xrealloc(gw->removed, (gw->n_removed + 1) * sizeof(char *));
     gw->removed[gw->n_removed++] = xstrdup(name);

@@ -712,19 +712,35 @@ static int backend_eligibility(const struct gw_backend *b, const struct gw_model
     return now >= b->down_until_ms ? 1 : 0;
 }
 
+/* Requests in flight on <b>: every router's for a spawned replica (its
+ * health struct is shared across reloads), this router's otherwise. */
+static int backend_busy(const struct gw_backend *b)
+{
+    return b->hs != &b->own ? b->hs->in_flight : b->in_flight;
+}
+
 /* -1 when <a> is the better pick than <b> by load: fewer waiting requests,
- * then more free KV blocks, then fewer requests in flight; 0 when equal. */
+ * then a larger free share of the KV cache, then fewer requests in flight
+ * (across routers for spawned replicas); 0 when equal. */
 static int backend_load_cmp(const struct gw_backend *a, const struct gw_backend *b)
 {
     const struct gw_bhealth *x = a->hs, *y = b->hs;
     if (x->has_load && y->has_load) {
         if (x->waiting != y->waiting)
             return x->waiting < y->waiting ? -1 : 1;
-        if (x->kv_free != y->kv_free)
-            return x->kv_free > y->kv_free ? -1 : 1;
+        /* free share of the KV cache (backends differ in size): x_free/x_total
+         * against y_free/y_total, cross-multiplied; absolute when a total is 0 */
+        int64_t fx = x->kv_free, fy = y->kv_free;
+        if (x->kv_total > 0 && y->kv_total > 0) {
+            fx = x->kv_free * y->kv_total;
+            fy = y->kv_free * x->kv_total;
+        }
+        if (fx != fy)
+            return fx > fy ? -1 : 1;
     }
-    if (a->in_flight != b->in_flight)
-        return a->in_flight < b->in_flight ? -1 : 1;
+    int ia = backend_busy(a), ib = backend_busy(b);
+    if (ia != ib)
+        return ia < ib ? -1 : 1;
     return 0;
 }
 
@@ -784,7 +800,7 @@ int gw_model_loading(const struct gw_model *m)
         const struct gw_bhealth *h = m->backends[i]->hs;
         if (!h->loading && !h->draining && h->up)
             return 0;
-        loading |= h->loading;
+        loading |= h->loading && !h->failed;
     }
     return loading;
 }

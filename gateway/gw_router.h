@@ -27,6 +27,7 @@ struct gw_bhealth {
     int     checked;            /* active checks run on it */
     int     up;                 /* circuit closed; 0 = ejected until <passes> good checks */
     int     loading;            /* spawned replica not serving (starting, loading, restarting, failed) */
+    int     failed;             /* spawned replica down until an operator acts (not worth waiting for) */
     int     draining;           /* out of rotation by the operator */
     int     fails, passes;      /* consecutive failed / good checks */
     int     fails_thr, passes_thr;

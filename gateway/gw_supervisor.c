@@ -236,6 +236,7 @@ static void replica_set_state(struct gw_sup_replica *r, int state)
 {
     r->state = state;
     r->hs.loading = state != GW_REPLICA_READY;
+    r->hs.failed = state == GW_REPLICA_FAILED;
 }
 
 static void replica_prober_cb(void *arg, int ok)
