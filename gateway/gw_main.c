@@ -501,12 +501,16 @@ out:
         gw_admin_stop(&gw);
         free(gw.admin_path);
     }
-    gw_sup_free(gw.sup);
+    /* routers first: their models release the supervisor's instances */
     if (gw.pending_conf != NULL) {
         gw_upstream_router_free(gw.pending_router);
-        gw_conf_free(gw.pending_conf);
+        gw.pending_router = NULL;
     }
     gw_upstream_router_free(gw.router);
+    gw.router = NULL;
+    gw_sup_free(gw.sup);
+    if (gw.pending_conf != NULL)
+        gw_conf_free(gw.pending_conf);
     free(gw.extra_models);
     for (size_t i = 0; i < gw.n_removed; i++)
         free(gw.removed[i]);

@@ -261,6 +261,8 @@ static void model_free(struct gw_model *m)
 {
     if (m == NULL)
         return;
+    if (m->sup_release != NULL && m->sup_inst != NULL)
+        m->sup_release(m->sup_inst);    /* the backends' health may live there */
     for (size_t i = 0; i < m->n_backends; i++)
         backend_free(m->backends[i]);
     free(m->backends);

@@ -82,6 +82,7 @@ struct gw_model {
     struct gw_health_conf health;   /* active checks (external backends: when set) */
     int64_t queue_timeout_ms;   /* wait for a loading replica */
     void   *sup_inst;           /* struct gw_sup_inst * of a spawned model, or NULL */
+    void  (*sup_release)(void *sup_inst);   /* called when the model is freed (set by gw_sup_attach) */
 };
 
 struct gw_route_member {

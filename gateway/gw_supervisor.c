@@ -2,9 +2,11 @@
  * gw_supervisor.c -- spawned workers (see gw_supervisor.h): one instance per
  * model block, one replica per worker process. Runs on the event loop: the
  * SIGCHLD event reaps, timers restart and stop, a pipe event relays each
- * worker's stderr/stdout to the error log as "[model#r] line". Retired
- * instances are kept (stopped) until exit: old routers may still point at
- * their health structs.
+ * worker's stderr/stdout to the error log as "[model#r] line". A retired
+ * instance is freed once its workers stopped and no router (each holds a
+ * reference: its backends point at the replicas' health) nor configuration
+ * uses it; a deferred "gc" event does it, outside any of the instance's
+ * own callbacks.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,6 +74,8 @@ struct gw_sup_inst {
     int                 gen;
     int                 started;
     int                 retired;        /* draining or stopped for good */
+    int                 stopped;        /* retired and told to stop (drain over) */
+    int                 router_refs;    /* routers whose backends point here */
     char              **argv;           /* without --listen */
     size_t              argc;
     char              **env;            /* env NAME=VALUE */
@@ -98,9 +102,18 @@ struct gw_sup {
     char               *runtime_dir;
     int                 made_runtime_dir;
     void              (*ready_hook)(struct gw *gw);
+    struct event       *gc;             /* frees retired instances nobody uses */
 };
 
 static void replica_start(struct gw_sup_replica *r);
+static void sup_gc_cb(evutil_socket_t fd, short what, void *arg);
+
+static void sup_gc_schedule(struct gw_sup *sup)
+{
+    struct timeval tv = { 0, 0 };
+    if (sup->gc != NULL)
+        evtimer_add(sup->gc, &tv);
+}
 
 const char *gw_replica_state_name(int state)
 {
@@ -360,6 +373,8 @@ static void inst_check_stopped(struct gw_sup_inst *in)
         evtimer_del(in->kill_timer);
     for (int i = 0; i < in->n_reps; i++)
         unlink(in->reps[i].sock);
+    if (in->retired)
+        sup_gc_schedule(in->sup);
 }
 
 /* A worker exited (reaped). */
@@ -459,6 +474,7 @@ static void kill_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 static void inst_stop(struct gw_sup_inst *in)
 {
+    in->stopped = 1;
     for (int i = 0; i < in->n_reps; i++) {
         struct gw_sup_replica *r = &in->reps[i];
         evtimer_del(r->restart_timer);
@@ -505,6 +521,8 @@ static void inst_retire(struct gw_sup_inst *in)
         in->reps[i].hs.draining = 1;
     if (!in->started) {
         in->started = 1;
+        in->stopped = 1;
+        sup_gc_schedule(in->sup);
         return;
     }
     in->drain_deadline = now_ms() + in->drain_ms;
@@ -710,6 +728,7 @@ struct gw_sup *gw_sup_new(struct gw *gw)
     sup->gw = gw;
     sup->sigchld = evsignal_new(gw->base, SIGCHLD, sigchld_cb, sup);
     evsignal_add(sup->sigchld, NULL);
+    sup->gc = evtimer_new(gw->base, sup_gc_cb, sup);
     return sup;
 }
 
@@ -794,6 +813,47 @@ void gw_sup_start(struct gw_sup *sup, struct gw_conf *conf)
     }
 }
 
+/* A router that pointed at <arg>'s replicas is freed. */
+static void inst_release(void *arg)
+{
+    struct gw_sup_inst *in = arg;
+    in->router_refs--;
+    if (in->retired)
+        sup_gc_schedule(in->sup);
+}
+
+/* 1 when <in> may be freed: retired, stopped, no worker left, and neither a
+ * router nor the current or pending configuration refers to it. */
+static int inst_unused(const struct gw_sup_inst *in)
+{
+    struct gw *gw = in->sup->gw;
+    if (!in->retired || !in->stopped || in->router_refs > 0 || conf_uses(gw->conf, in) ||
+        conf_uses(gw->pending_conf, in))
+        return 0;
+    for (int i = 0; i < in->n_reps; i++)
+        if (in->reps[i].pid > 0)
+            return 0;
+    return 1;
+}
+
+static void sup_gc_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_sup *sup = arg;
+    (void)fd;
+    (void)what;
+    struct gw_sup_inst **pp = &sup->insts;
+    while (*pp) {
+        struct gw_sup_inst *in = *pp;
+        if (inst_unused(in)) {
+            *pp = in->next;
+            log_info("model %s (generation %d): freed", in->name, in->gen);
+            inst_free(in);
+            continue;
+        }
+        pp = &in->next;
+    }
+}
+
 void gw_sup_attach(struct gw_sup *sup, struct gw_router *r)
 {
     (void)sup;
@@ -805,6 +865,10 @@ void gw_sup_attach(struct gw_sup *sup, struct gw_router *r)
         for (size_t j = 0; j < m->n_backends && (int)j < in->n_reps; j++) {
             m->backends[j]->hs = &in->reps[j].hs;
             m->backends[j]->replica = &in->reps[j];
+        }
+        if (m->sup_release == NULL) {
+            in->router_refs++;
+            m->sup_release = inst_release;
         }
     }
 }
@@ -834,6 +898,7 @@ void gw_sup_retire_unused(struct gw_sup *sup, struct gw_conf *a, struct gw_conf 
             inst_retire(in);
         }
     gw_proxy_wake();
+    sup_gc_schedule(sup);
 }
 
 void gw_sup_free(struct gw_sup *sup)
@@ -884,6 +949,8 @@ void gw_sup_free(struct gw_sup *sup)
         rmdir(sup->runtime_dir);
     if (sup->sigchld)
         event_free(sup->sigchld);
+    if (sup->gc)
+        event_free(sup->gc);
     free(sup->worker_binary);
     free(sup->runtime_dir);
     free(sup);

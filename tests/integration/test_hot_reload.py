@@ -186,6 +186,8 @@ def test_unload_drains_in_flight(t):
                  open("/proc/%d/stat" % pid).read().split()[2] == "Z", 10, 0.05,
                  what="the drained worker stopped")
     check("model slow (generation 0) drained, stopping its workers" in g.error_log(), "drain logged")
+    lib.wait_for(lambda: "model slow (generation 0): freed" in g.error_log(), 5, 0.05,
+                 what="the unloaded instance freed once its last router was released")
     eq(complete(g, "other").status, 200, "the other model is untouched")
 
 
