@@ -502,6 +502,7 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
         }
     }
     if (w->encq != NULL) {
+        enc_prep_drain(w);
         struct encode_output *o = encode_take_outputs(w->encq), *next;
         for (; o != NULL; o = next) {
             next = o->next;
@@ -578,8 +579,7 @@ void wk_server_free(struct wk *w)
         conn_free(w->conns);
     while (w->gens != NULL)
         gen_abort(w->gens);
-    while (w->encs != NULL)
-        enc_job_abort(w->encs);
+    enc_jobs_free_all(w);
     if (w->listener)
         evconnlistener_free(w->listener);
     w->listener = NULL;

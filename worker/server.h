@@ -28,6 +28,7 @@ struct wk_gen;
 struct wk_enc;
 struct encoder;
 struct encode_engine;
+struct enc_prep;
 
 /* What the worker serves (its routes): from config.json's architectures
  * or --task. */
@@ -47,6 +48,7 @@ struct wk {
     struct encoder *encoder;
     struct encode_engine *encq;
     struct wk_enc *encs;            /* encoder requests in flight */
+    struct enc_prep *prep;          /* their tokenizing thread (started on first use) */
     int max_batch_inputs;
     int enc_hidden, enc_n_labels, enc_colbert_dim, enc_has_sparse, enc_has_colbert;
     char **served;                  /* served names (api.served_names) */

@@ -253,6 +253,44 @@ def test_small_request_not_starved(t):
           "request's batches)")
 
 
+def test_large_body_tokenized_off_loop(t):
+    # bodies of 64 KiB and more are tokenized on a helper thread: same
+    # answers, same errors, and the loop keeps answering meanwhile
+    w = start_encoder(t)
+    filler = "lorem ipsum dolor sit amet " * 40
+    texts = ["first item", "second, longer item here"] + [filler + str(i) for i in range(80)]
+    big = emb(w, {"input": texts, "truncate_prompt_tokens": 16}).json()
+    eq(len(big["data"]), len(texts), "all items")
+    for i in (0, 1, 50):
+        small = emb(w, {"input": texts[i], "truncate_prompt_tokens": 16}).json()
+        check(vec_close(big["data"][i]["embedding"], small["data"][0]["embedding"]),
+              "item %d = alone" % i)
+    e = expect_openai_error(emb(w, {"input": texts + [filler * 10]}), 400, "over-long item")
+    eq(e["param"], "input", "param")
+    check("512" in e["message"], "numbers in the message: %r" % e["message"])
+    e = expect_openai_error(emb(w, {"input": texts + [""]}), 400, "empty item")
+    # /health answers while a few MB are tokenized
+    huge = {"input": [filler * 3 + str(i) for i in range(600)], "truncate_prompt_tokens": 4}
+    done = {}
+
+    def run_huge():
+        done["status"] = emb(w, huge).status
+        done["at"] = time.monotonic()
+    th = threading.Thread(target=run_huge)
+    th.start()
+    time.sleep(0.05)
+    h = lib.get(w, "/health")
+    health_at = time.monotonic()
+    th.join(60)
+    eq(h.status, 200, "/health during the tokenization")
+    eq(done.get("status"), 200, "huge request")
+    check(health_at < done["at"], "/health answered before the huge request finished")
+    # rerank-sized pairs through the same path
+    r = lib.post(w, "/v1/embeddings", {"input": [filler] * 30, "encoding_format": "base64",
+                                       "truncate_prompt_tokens": -1})
+    eq(r.status, 200, "base64 large body")
+
+
 def test_client_disconnect(t):
     w = start_encoder(t)
     big = {"input": [" ".join("w%d" % j for j in range(200))] * 400}
@@ -266,6 +304,14 @@ def test_client_disconnect(t):
     lib.wait_for(lambda: w.load()["inputs_waiting"] == 0, 20, what="its inputs are dropped")
     eq(emb(w, {"input": "still here"}).status, 200, "the worker serves on")
     check(w.load()["inputs_done"] < 1 + 400 + 1, "not all 400 inputs ran")
+    # gone while its body is still being tokenized
+    for _ in range(3):
+        s = socket.create_connection(tuple(w.addr.rsplit(":", 1)[0:1]) + (int(w.addr.rsplit(":", 1)[1]),))
+        s.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(data) + data)
+        s.close()
+    eq(emb(w, {"input": "still here"}).status, 200, "the worker serves on")
+    lib.wait_for(lambda: w.load()["inputs_waiting"] == 0, 30, what="nothing left")
 
 
 def test_openai_client(t):

@@ -111,6 +111,23 @@ def test_concurrent_equals_alone(t):
                   "client %d doc %d = alone" % (k, x["index"]))
 
 
+def test_large_body(t):
+    # 64 KiB and more: tokenized on the helper thread, same scores
+    w = start_encoder(t, "rerank")
+    filler = "bamboo forest text " * 30
+    docs = DOCS + [filler + str(i) for i in range(150)]
+    big = lib.post(w, "/v1/rerank", {"query": QUERY, "documents": docs, "top_n": 0,
+                                     "return_documents": False}, timeout=60).json()
+    by_index = {x["index"]: x["relevance_score"] for x in big["results"]}
+    eq(len(by_index), len(docs), "all documents")
+    alone = score(w, QUERY, DOCS).json()["data"]
+    for x in alone:
+        check(abs(by_index[x["index"]] - x["score"]) < 1e-6, "doc %d = small request" % x["index"])
+    e = expect_openai_error(lib.post(w, "/v1/rerank", {"query": QUERY, "documents": docs + [""]}),
+                            400, "an empty document in a large body")
+    eq(e["param"], "documents", "param")
+
+
 def test_truncation(t):
     w = start_encoder(t, "rerank", args=["--max-model-len", "32"])
     long_doc = " ".join("word%d" % i for i in range(60))

@@ -1,18 +1,33 @@
 /*
- * encode_job.c -- encoder requests in flight: parse-or-answer, queueing in
- * the encode engine, dispatch of the engine's finished outputs to their
- * jobs (the formatter answers), abort on client disconnect; base64 and
- * usage helpers shared by embeddings.c, pooling.c and rerank.c.
+ * encode_job.c -- encoder requests in flight: parse-or-answer, the
+ * tokenizing thread for large bodies, queueing in the encode engine,
+ * dispatch of the engine's finished outputs to their jobs (the formatter
+ * answers), abort on client disconnect; base64 and usage helpers shared by
+ * embeddings.c, pooling.c and rerank.c.
  */
 #include "encode_job.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "generate.h"
+#include "log.h"
 #include "server.h"
 #include "util.h"
+
+/* The tokenizing thread: jobs in, jobs out, the worker's eventfd woken. */
+struct enc_prep {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stopping;
+    struct wk_enc *in_head, *in_tail;
+    struct wk_enc *out_head, *out_tail;
+    struct enc_ctx ctx;
+    struct wk *w;
+};
 
 void enc_ctx_of(struct wk *w, struct enc_ctx *ctx)
 {
@@ -33,7 +48,9 @@ int enc_parse_or_answer(struct wk_conn *c, enum enc_api api, struct enc_request 
     const char *body = wk_conn_body(c, &len);
     enc_ctx_of(w, &ctx);
     memset(&err, 0, sizeof(err));
-    if (enc_request_parse(&ctx, api, body, len, wk_conn_header(c, "x-llmux-model"), req, &err) < 0) {
+    if (enc_request_parse_body(&ctx, api, body, len, wk_conn_header(c, "x-llmux-model"), req,
+                               &err) < 0 ||
+        (len < ENC_INLINE_BYTES && enc_request_tokenize(&ctx, req, &err) < 0)) {
         enc_request_free(req);
         wk_conn_error(c, &err);
         return -1;
@@ -54,6 +71,81 @@ static void job_unlink_free(struct wk_enc *j)
     free(j);
 }
 
+static void *prep_thread(void *arg)
+{
+    struct enc_prep *p = arg;
+    pthread_mutex_lock(&p->mu);
+    while (!p->stopping) {
+        struct wk_enc *j = p->in_head;
+        if (j == NULL) {
+            pthread_cond_wait(&p->cv, &p->mu);
+            continue;
+        }
+        p->in_head = j->prep_next;
+        if (p->in_head == NULL)
+            p->in_tail = NULL;
+        j->prep_next = NULL;
+        int skip = j->abandoned;
+        pthread_mutex_unlock(&p->mu);
+        /* only this thread touches j->req while the job is in PREP */
+        j->prep_rc = skip ? -1 : enc_request_tokenize(&p->ctx, &j->req, &j->prep_err);
+        pthread_mutex_lock(&p->mu);
+        if (p->out_tail)
+            p->out_tail->prep_next = j;
+        else
+            p->out_head = j;
+        p->out_tail = j;
+        pthread_mutex_unlock(&p->mu);
+        wk_engine_notify(p->w);
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static struct enc_prep *prep_get(struct wk *w)
+{
+    if (w->prep != NULL)
+        return w->prep;
+    struct enc_prep *p = xcalloc(1, sizeof(*p));
+    p->w = w;
+    enc_ctx_of(w, &p->ctx);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    if (pthread_create(&p->thread, NULL, prep_thread, p) != 0) {
+        log_error("cannot start the tokenizing thread: large bodies are tokenized inline");
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+        free(p);
+        return NULL;
+    }
+    w->prep = p;
+    return p;
+}
+
+/* Hand the job's ids to the engine. 0, or -1 (answered, job freed). */
+static int job_submit(struct wk_enc *j)
+{
+    struct wk *w = j->w;
+    struct encode_request er = { j->req_id, j->req.n_inputs, j->req.ids, j->req.n_ids, j->want };
+    j->req.ids = NULL;          /* the engine owns them now (given back in the output) */
+    j->req.n_ids = NULL;
+    int n_inputs = j->req.n_inputs;
+    j->req.n_inputs = 0;
+    if (encode_submit(w->encq, &er) < 0) {
+        encode_request_free_ids(&er);
+        if (j->conn) {
+            wk_conn_set_enc(j->conn, NULL);
+            wk_conn_error_msg(j->conn, 503, NULL, "the worker is stopping");
+        }
+        job_unlink_free(j);
+        return -1;
+    }
+    j->req.n_inputs = n_inputs;
+    j->state = ENC_JOB_RUN;
+    return 0;
+}
+
 struct wk_enc *enc_job_start(struct wk *w, struct wk_conn *c, struct enc_request *req,
                              unsigned want, const char *id_prefix, enc_done_fn done)
 {
@@ -65,26 +157,87 @@ struct wk_enc *enc_job_start(struct wk *w, struct wk_conn *c, struct enc_request
     j->req_id = ++w->next_req_id;
     j->created = wall_time_s();
     j->done = done;
+    j->want = want;
+    j->state = ENC_JOB_PREP;
     gen_new_id(j->id, sizeof(j->id), id_prefix);
-    struct encode_request er = { j->req_id, j->req.n_inputs, j->req.ids, j->req.n_ids, want };
-    j->req.ids = NULL;          /* the engine owns them now (given back in the output) */
-    j->req.n_ids = NULL;
-    int n_inputs = j->req.n_inputs;
-    j->req.n_inputs = 0;
-    if (encode_submit(w->encq, &er) < 0) {
-        encode_request_free_ids(&er);
-        enc_request_free(&j->req);
-        free(j);
-        wk_conn_error_msg(c, 503, NULL, "the worker is stopping");
-        return NULL;
-    }
-    j->req.n_inputs = n_inputs;
     j->next = w->encs;
     if (w->encs)
         w->encs->prev = j;
     w->encs = j;
     wk_conn_set_enc(c, j);
-    return j;
+    if (j->req.pending != NULL) {
+        struct enc_prep *p = prep_get(w);
+        if (p == NULL) {        /* no thread: tokenize here */
+            struct enc_ctx ctx;
+            enc_ctx_of(w, &ctx);
+            if (enc_request_tokenize(&ctx, &j->req, &j->prep_err) < 0) {
+                wk_conn_set_enc(c, NULL);
+                wk_conn_error(c, &j->prep_err);
+                job_unlink_free(j);
+                return NULL;
+            }
+        } else {
+            pthread_mutex_lock(&p->mu);
+            if (p->in_tail)
+                p->in_tail->prep_next = j;
+            else
+                p->in_head = j;
+            p->in_tail = j;
+            pthread_cond_signal(&p->cv);
+            pthread_mutex_unlock(&p->mu);
+            return j;
+        }
+    }
+    return job_submit(j) < 0 ? NULL : j;
+}
+
+void enc_prep_drain(struct wk *w)
+{
+    struct enc_prep *p = w->prep;
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->mu);
+    struct wk_enc *j = p->out_head, *next;
+    p->out_head = p->out_tail = NULL;
+    pthread_mutex_unlock(&p->mu);
+    for (; j != NULL; j = next) {
+        next = j->prep_next;
+        j->prep_next = NULL;
+        if (j->abandoned || j->conn == NULL) {
+            job_unlink_free(j);
+        } else if (j->prep_rc < 0) {
+            struct wk_conn *c = j->conn;
+            wk_conn_set_enc(c, NULL);
+            wk_conn_error(c, &j->prep_err);
+            job_unlink_free(j);
+        } else {
+            job_submit(j);
+        }
+    }
+}
+
+void enc_jobs_free_all(struct wk *w)
+{
+    struct enc_prep *p = w->prep;
+    if (p != NULL) {
+        pthread_mutex_lock(&p->mu);
+        p->stopping = 1;
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        pthread_join(p->thread, NULL);
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+        free(p);
+        w->prep = NULL;
+    }
+    while (w->encs != NULL) {
+        struct wk_enc *j = w->encs;
+        if (j->state == ENC_JOB_RUN && w->encq)
+            encode_cancel(w->encq, j->req_id);
+        if (j->conn)
+            wk_conn_set_enc(j->conn, NULL);
+        job_unlink_free(j);
+    }
 }
 
 void enc_dispatch_output(struct wk *w, struct encode_output *o)
@@ -110,9 +263,18 @@ void enc_dispatch_output(struct wk *w, struct encode_output *o)
 
 void enc_job_abort(struct wk_enc *j)
 {
-    encode_cancel(j->w->encq, j->req_id);
+    struct wk *w = j->w;
     if (j->conn)
         wk_conn_set_enc(j->conn, NULL);
+    if (j->state == ENC_JOB_PREP && w->prep != NULL) {
+        /* the tokenizing thread has it: mark it, free it when it is back */
+        pthread_mutex_lock(&w->prep->mu);
+        j->abandoned = 1;
+        j->conn = NULL;
+        pthread_mutex_unlock(&w->prep->mu);
+        return;
+    }
+    encode_cancel(w->encq, j->req_id);
     job_unlink_free(j);
 }
 

@@ -15,8 +15,49 @@
 #include "tokenizer.h"
 #include "util.h"
 
+/* What parsing leaves for enc_request_tokenize: the texts (copied out of
+ * the JSON) of the inputs still to tokenize. */
+struct enc_pending {
+    int add_special, trunc;
+    int n;                      /* items (= req->n_inputs) */
+    char **text;                /* embed/pool: item text, NULL for an id item */
+    size_t *len;
+    /* pairs: item i is (a[a_of[i]], b[i]) */
+    char **a;
+    size_t *alen;
+    int n_a;
+    int *a_of;
+    char **b;
+    size_t *blen;
+    int b_borrowed;             /* b[] points into req->docs */
+    const char *pa, *pb;        /* parameter names */
+};
+
+static void pending_free(struct enc_pending *p)
+{
+    if (p == NULL)
+        return;
+    for (int i = 0; i < p->n; i++) {
+        if (p->text)
+            free(p->text[i]);
+        if (p->b && !p->b_borrowed)
+            free(p->b[i]);
+    }
+    for (int i = 0; i < p->n_a; i++)
+        free(p->a[i]);
+    free(p->text);
+    free(p->len);
+    free(p->a);
+    free(p->alen);
+    free(p->a_of);
+    free(p->b);
+    free(p->blen);
+    free(p);
+}
+
 void enc_request_free(struct enc_request *req)
 {
+    pending_free(req->pending);
     if (req->ids)
         for (int i = 0; i < req->n_inputs; i++)
             free(req->ids[i]);
@@ -115,19 +156,21 @@ static int encode_text(const struct enc_ctx *ctx, const char *s, size_t len, int
     return 0;
 }
 
-/* One input of embeddings/pooling: a string or an id list, tokenized,
- * checked against the vocabulary and the length limit. */
-static int add_one(const struct enc_ctx *ctx, struct enc_request *req, json_t *x, int add_special,
-                   int trunc, struct api_err *err)
+/* One input of embeddings/pooling: a string (kept for tokenizing) or an
+ * id list (checked against the vocabulary and the length limit). */
+static int add_one(const struct enc_ctx *ctx, struct enc_request *req, json_t *x, int trunc,
+                   struct api_err *err)
 {
     int32_t *ids = NULL;
     int n = 0;
-    if (json_is_string(x)) {
-        if (encode_text(ctx, json_string_value(x), json_string_length(x), add_special, "input",
-                        &ids, &n, err) < 0)
-            return -1;
-        if (trunc > 0)
-            truncate_text_ids(ctx->api->tok, ids, &n, trunc);
+    struct enc_pending *p = req->pending;
+    if (json_is_string(x)) {    /* tokenized later (enc_request_tokenize) */
+        if (json_string_length(x) == 0)
+            return api_err_set(err, 400, "input", "'input' must not contain empty strings");
+        p->text[req->n_inputs] = xstrndup(json_string_value(x), json_string_length(x));
+        p->len[req->n_inputs] = json_string_length(x);
+        req->n_inputs++;
+        return 0;
     } else {
         int vocab = tokenizer_vocab_size(ctx->api->tok);
         size_t m = json_array_size(x), i;
@@ -181,9 +224,15 @@ static int parse_inputs(const struct enc_ctx *ctx, json_t *root, struct enc_requ
     json_t *in = json_object_get(root, "input");
     if (in == NULL || json_is_null(in))
         return api_err_set(err, 400, "input", "'input' is required");
-    if (json_is_string(in)) {
+    struct enc_pending *p = req->pending = xcalloc(1, sizeof(*p));
+    p->add_special = add_special;
+    p->trunc = trunc;
+    if (json_is_string(in) || json_is_integer(json_array_get(in, 0))) {
         alloc_inputs(req, 1);
-        return add_one(ctx, req, in, add_special, trunc, err);
+        p->n = 1;
+        p->text = xcalloc(1, sizeof(char *));
+        p->len = xcalloc(1, sizeof(size_t));
+        return add_one(ctx, req, in, trunc, err);
     }
     if (!json_is_array(in))
         return api_err_set(err, 400, "input", "%s", shape);
@@ -192,20 +241,19 @@ static int parse_inputs(const struct enc_ctx *ctx, json_t *root, struct enc_requ
     if (n == 0)
         return api_err_set(err, 400, "input", "'input' must not be an empty list");
     json_t *first = json_array_get(in, 0);
-    if (json_is_integer(first)) {
-        alloc_inputs(req, 1);
-        return add_one(ctx, req, in, add_special, trunc, err);
-    }
     if (n > (size_t)ctx->max_batch_inputs)
         return api_err_set(err, 400, "input",
                            "'input' has %zu items; this worker takes at most %d per request",
                            n, ctx->max_batch_inputs);
     int strings = json_is_string(first);
     alloc_inputs(req, n);
+    p->n = (int)n;
+    p->text = xcalloc(n, sizeof(char *));
+    p->len = xcalloc(n, sizeof(size_t));
     json_array_foreach(in, i, x) {
         if (strings ? !json_is_string(x) : !json_is_array(x))
             return api_err_set(err, 400, "input", "%s (not mixed)", shape);
-        if (add_one(ctx, req, x, add_special, trunc, err) < 0)
+        if (add_one(ctx, req, x, trunc, err) < 0)
             return -1;
     }
     return 0;
@@ -255,59 +303,126 @@ static int text_of(json_t *x, const char **s, size_t *len)
     return 0;
 }
 
-/* Encode text a (once) against each of texts b[]: the pair inputs. */
+/* The pair inputs (as[i], bs[i]): texts checked and kept for tokenizing;
+ * a first text repeated (the rerank query) is kept once. */
 static int add_pairs(const struct enc_ctx *ctx, struct enc_request *req, json_t *const *as,
                      json_t *const *bs, size_t n, const char *pa, const char *pb, int trunc,
                      struct api_err *err)
 {
-    int limit = trunc > 0 ? trunc : ctx->api->max_model_len;
-    int32_t *qa = NULL, *db = NULL;
-    int nqa = 0, ndb = 0;
+    struct enc_pending *p = req->pending = xcalloc(1, sizeof(*p));
     json_t *prev_a = NULL;
-    alloc_inputs(req, n);
+    (void)ctx;
+    p->trunc = trunc;
+    p->pa = pa;
+    p->pb = pb;
+    p->a = xcalloc(n, sizeof(char *));
+    p->alen = xcalloc(n, sizeof(size_t));
+    p->a_of = xcalloc(n, sizeof(int));
+    p->b = xcalloc(n, sizeof(char *));
+    p->blen = xcalloc(n, sizeof(size_t));
     for (size_t i = 0; i < n; i++) {
         const char *s;
         size_t len;
         if (as[i] != prev_a) {
-            free(qa);
-            qa = NULL;
-            if (text_of(as[i], &s, &len) < 0) {
-                api_err_set(err, 400, pa, "'%s' must be a string or a list of strings", pa);
-                goto fail;
-            }
-            if (encode_text(ctx, s, len, 1, pa, &qa, &nqa, err) < 0)
-                goto fail;
+            if (text_of(as[i], &s, &len) < 0)
+                return api_err_set(err, 400, pa, "'%s' must be a string or a list of strings", pa);
+            if (len == 0)
+                return api_err_set(err, 400, pa, "'%s' must not contain empty strings", pa);
+            p->a[p->n_a] = xstrndup(s, len);
+            p->alen[p->n_a++] = len;
             prev_a = as[i];
         }
-        if (text_of(bs[i], &s, &len) < 0) {
-            api_err_set(err, 400, pb, req->api == ENC_API_RERANK
-                        ? "'documents' must hold strings or {\"text\": string} objects"
-                        : "'%s' must be a string or a list of strings", pb);
-            goto fail;
-        }
-        if (encode_text(ctx, s, len, 1, pb, &db, &ndb, err) < 0)
-            goto fail;
-        int32_t *p;
+        p->a_of[i] = p->n_a - 1;
+        if (text_of(bs[i], &s, &len) < 0)
+            return api_err_set(err, 400, pb, req->api == ENC_API_RERANK
+                               ? "'documents' must hold strings or {\"text\": string} objects"
+                               : "'%s' must be a string or a list of strings", pb);
+        if (len == 0)
+            return api_err_set(err, 400, pb, "'%s' must not contain empty strings", pb);
+        p->b[i] = xstrndup(s, len);
+        p->blen[i] = len;
+        p->n = (int)i + 1;
+    }
+    alloc_inputs(req, n);
+    req->n_inputs = (int)n;
+    return 0;
+}
+
+static int tokenize_pairs(const struct enc_ctx *ctx, struct enc_request *req,
+                          struct enc_pending *p, struct api_err *err)
+{
+    int limit = p->trunc > 0 ? p->trunc : ctx->api->max_model_len;
+    int32_t **qa = xcalloc((size_t)p->n_a + 1, sizeof(int32_t *)), *db = NULL;
+    int *nqa = xcalloc((size_t)p->n_a + 1, sizeof(int)), ndb = 0, rc = -1;
+    for (int k = 0; k < p->n_a; k++)
+        if (encode_text(ctx, p->a[k], p->alen[k], 1, p->pa, &qa[k], &nqa[k], err) < 0)
+            goto out;
+    for (int i = 0; i < p->n; i++) {
+        int k = p->a_of[i];
+        if (encode_text(ctx, p->b[i], p->blen[i], 1, p->pb, &db, &ndb, err) < 0)
+            goto out;
+        int32_t *ids;
         int np;
-        if (trunc <= 0 && nqa + ndb > limit) {     /* the pair is nqa + ndb tokens */
-            too_long(ctx, nqa + ndb, pb, "scoring", err);
-            goto fail;
+        if (p->trunc <= 0 && nqa[k] + ndb > limit) {   /* the pair is nqa + ndb tokens */
+            too_long(ctx, nqa[k] + ndb, p->pb, "scoring", err);
+            goto out;
         }
-        if (enc_pair_ids(ctx->api->tok, qa, nqa, db, ndb, limit, &p, &np) < 0) {
-            api_err_set(err, 400, pa, "'%s' alone (%d tokens) does not fit in "
-                        "truncate_prompt_tokens %d", pa, nqa, trunc);
-            goto fail;
+        if (enc_pair_ids(ctx->api->tok, qa[k], nqa[k], db, ndb, limit, &ids, &np) < 0) {
+            api_err_set(err, 400, p->pa, "'%s' alone (%d tokens) does not fit in "
+                        "truncate_prompt_tokens %d", p->pa, nqa[k], p->trunc);
+            goto out;
         }
         free(db);
         db = NULL;
-        add_input(req, p, np);
+        req->ids[i] = ids;
+        req->n_ids[i] = np;
+        req->prompt_tokens += np;
     }
+    rc = 0;
+out:
+    for (int k = 0; k < p->n_a; k++)
+        free(qa[k]);
     free(qa);
-    return 0;
-fail:
-    free(qa);
+    free(nqa);
     free(db);
-    return -1;
+    return rc;
+}
+
+static int tokenize_inputs(const struct enc_ctx *ctx, struct enc_request *req,
+                           struct enc_pending *p, struct api_err *err)
+{
+    for (int i = 0; i < p->n; i++) {
+        if (p->text[i] == NULL)
+            continue;
+        int32_t *ids;
+        int n;
+        if (encode_text(ctx, p->text[i], p->len[i], p->add_special, "input", &ids, &n, err) < 0)
+            return -1;
+        if (p->trunc > 0)
+            truncate_text_ids(ctx->api->tok, ids, &n, p->trunc);
+        if (n > ctx->api->max_model_len) {
+            free(ids);
+            return too_long(ctx, n, "input", req->api == ENC_API_EMBED ? "embedding generation"
+                            : "pooling", err);
+        }
+        req->ids[i] = ids;
+        req->n_ids[i] = n;
+        req->prompt_tokens += n;
+        free(p->text[i]);
+        p->text[i] = NULL;
+    }
+    return 0;
+}
+
+int enc_request_tokenize(const struct enc_ctx *ctx, struct enc_request *req, struct api_err *err)
+{
+    struct enc_pending *p = req->pending;
+    if (p == NULL)
+        return 0;
+    int rc = p->a ? tokenize_pairs(ctx, req, p, err) : tokenize_inputs(ctx, req, p, err);
+    pending_free(p);
+    req->pending = NULL;
+    return rc;
 }
 
 static int parse_rerank(const struct enc_ctx *ctx, json_t *root, struct enc_request *req,
@@ -459,8 +574,9 @@ static int parse_embed_fields(const struct enc_ctx *ctx, json_t *root, struct en
     return 0;
 }
 
-int enc_request_parse(const struct enc_ctx *ctx, enum enc_api api, const char *body, size_t len,
-                      const char *routed, struct enc_request *req, struct api_err *err)
+int enc_request_parse_body(const struct enc_ctx *ctx, enum enc_api api, const char *body,
+                           size_t len, const char *routed, struct enc_request *req,
+                           struct api_err *err)
 {
     json_error_t jerr;
     memset(req, 0, sizeof(*req));
@@ -495,4 +611,12 @@ int enc_request_parse(const struct enc_ctx *ctx, enum enc_api api, const char *b
 out:
     json_decref(root);
     return rc;
+}
+
+int enc_request_parse(const struct enc_ctx *ctx, enum enc_api api, const char *body, size_t len,
+                      const char *routed, struct enc_request *req, struct api_err *err)
+{
+    if (enc_request_parse_body(ctx, api, body, len, routed, req, err) < 0)
+        return -1;
+    return enc_request_tokenize(ctx, req, err);
 }

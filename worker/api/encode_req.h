@@ -25,6 +25,8 @@ struct enc_ctx {
     int has_sparse, has_colbert;
 };
 
+struct enc_pending;
+
 struct enc_request {
     enum enc_api api;
     char *model;                /* the served name to answer with */
@@ -40,13 +42,23 @@ struct enc_request {
     int n_docs;
     int top_n;                  /* 0: all */
     int return_documents;
+    struct enc_pending *pending;    /* texts still to tokenize (parse_body) */
 };
 
 /* Parse <body> for <api> into <req> (zeroed here; free it with
  * enc_request_free whatever the result). <routed>: the x-llmux-model
- * header or NULL. 0, or -1 with <err>. */
+ * header or NULL. 0, or -1 with <err>. enc_request_parse is
+ * enc_request_parse_body (JSON, shapes, limits, token-id inputs; the texts
+ * kept in req->pending) then enc_request_tokenize (the texts tokenized,
+ * truncated and length-checked: req->ids complete). enc_request_tokenize
+ * only reads <ctx> (the tokenizer is shareable), so it may run on another
+ * thread than the parse. */
 int enc_request_parse(const struct enc_ctx *ctx, enum enc_api api, const char *body, size_t len,
                       const char *routed, struct enc_request *req, struct api_err *err);
+int enc_request_parse_body(const struct enc_ctx *ctx, enum enc_api api, const char *body,
+                           size_t len, const char *routed, struct enc_request *req,
+                           struct api_err *err);
+int enc_request_tokenize(const struct enc_ctx *ctx, struct enc_request *req, struct api_err *err);
 void enc_request_free(struct enc_request *req);
 
 /* The pair <s> A </s></s> B </s> from the two single encodings <a> and <b>
