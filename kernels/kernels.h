@@ -140,10 +140,10 @@ int kn_tensor_get(const struct kn_tensor *t, void *host);
 enum kn_op {
     KN_OP_MATMUL, KN_OP_RMS_NORM, KN_OP_ROPE, KN_OP_SILU_MUL, KN_OP_SOFTMAX,
     KN_OP_EMBED, KN_OP_ADD, KN_OP_CONVERT,
-    /* the chat worker's ops (paged KV cache, MoE); cuda: issue 6 */
+    /* the chat worker's ops (paged KV cache, MoE); cuda: kernels/cuda/paged.cu, route.cu */
     KN_OP_KV_STORE, KN_OP_PAGED_ATTENTION, KN_OP_GATHER_ROWS, KN_OP_SCATTER_ADD_ROWS,
     KN_OP_MOE_ROUTE,
-    /* the encoder worker's ops (issue 7): cpu only so far */
+    /* the encoder worker's ops (issue 7); cuda: kernels/cuda/encoder.cu */
     KN_OP_LAYER_NORM, KN_OP_ACT, KN_OP_SEQ_ATTENTION,
     /* the speech worker's ops (issue 8): cpu only so far */
     KN_OP_SEQ_DWCONV,
