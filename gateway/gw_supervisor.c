@@ -115,6 +115,23 @@ static void sup_gc_schedule(struct gw_sup *sup)
         evtimer_add(sup->gc, &tv);
 }
 
+int64_t gw_backoff_next(int64_t cur, int64_t min, int64_t max)
+{
+    int64_t next = cur > max / 2 ? max : cur * 2;
+    if (next > max)
+        next = max;
+    return next < min ? min : next;
+}
+
+int gw_restart_window_prune(int64_t *times, int n, int64_t now, int64_t window_ms)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (now - times[i] < window_ms)
+            times[k++] = times[i];
+    return k;
+}
+
 const char *gw_replica_state_name(int state)
 {
     static const char *const names[] = { "stopped", "loading", "ready", "restarting", "failed",
@@ -406,11 +423,7 @@ static void replica_exited(struct gw_sup_replica *r, int status)
     free(tail);
 
     int64_t now = now_ms();
-    int k = 0;
-    for (int i = 0; i < r->n_restart_at; i++)
-        if (now - r->restart_at[i] < in->window_ms)
-            r->restart_at[k++] = r->restart_at[i];
-    r->n_restart_at = k;
+    r->n_restart_at = gw_restart_window_prune(r->restart_at, r->n_restart_at, now, in->window_ms);
     if (!r->restart_now && r->n_restart_at >= in->max_restarts) {
         replica_set_state(r, GW_REPLICA_FAILED);
         log_error("model %s replica %d failed: %d restart(s) within %lld ms; it stays down "
@@ -424,9 +437,7 @@ static void replica_exited(struct gw_sup_replica *r, int status)
     r->restarts++;
     int64_t delay = r->restart_now ? 0 : r->backoff_ms;
     r->restart_now = 0;
-    r->backoff_ms = r->backoff_ms * 2 > in->backoff_max ? in->backoff_max : r->backoff_ms * 2;
-    if (r->backoff_ms < in->backoff_min)
-        r->backoff_ms = in->backoff_min;
+    r->backoff_ms = gw_backoff_next(r->backoff_ms, in->backoff_min, in->backoff_max);
     replica_set_state(r, GW_REPLICA_BACKOFF);
     log_notice("model %s replica %d restarts in %lld ms", in->name, r->index, (long long)delay);
     struct timeval tv = { .tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000 };
@@ -964,24 +975,33 @@ static struct gw_sup_inst *current_inst(struct gw_conf *conf, const char *name)
     return NULL;
 }
 
-static const char *inst_state(const struct gw_sup_inst *in)
+const char *gw_model_state(const int *states, int n, int retired)
 {
     int ready = 0, loading = 0, failed = 0;
-    if (in->retired)
+    if (retired)
         return "unloading";
-    for (int i = 0; i < in->n_reps; i++) {
-        int s = in->reps[i].state;
-        ready += s == GW_REPLICA_READY;
-        loading += s == GW_REPLICA_LOADING || s == GW_REPLICA_BACKOFF || s == GW_REPLICA_STOPPED;
-        failed += s == GW_REPLICA_FAILED;
+    for (int i = 0; i < n; i++) {
+        ready += states[i] == GW_REPLICA_READY;
+        loading += states[i] == GW_REPLICA_LOADING || states[i] == GW_REPLICA_BACKOFF ||
+                   states[i] == GW_REPLICA_STOPPED;
+        failed += states[i] == GW_REPLICA_FAILED;
     }
-    if (ready == in->n_reps)
+    if (n > 0 && ready == n)
         return "ready";
     if (ready > 0)
         return "degraded";
     if (loading > 0)
         return "loading";
     return failed ? "failed" : "loading";
+}
+
+static const char *inst_state(const struct gw_sup_inst *in)
+{
+    int states[64];
+    int n = in->n_reps < 64 ? in->n_reps : 64;
+    for (int i = 0; i < n; i++)
+        states[i] = in->reps[i].state;
+    return gw_model_state(states, n, in->retired);
 }
 
 json_t *gw_sup_model_json(struct gw_sup *sup, struct gw_conf *conf, const char *name)

@@ -59,4 +59,16 @@ int gw_sup_replica_restart(struct gw_sup *sup, struct gw_conf *conf, const char 
                            int replica, char *err, size_t errlen);
 const char *gw_replica_state_name(int state);
 
+/* Pure parts, for tests. The restart delay after <cur>: doubled, within
+ * [min, max]. */
+int64_t gw_backoff_next(int64_t cur, int64_t min, int64_t max);
+/* Keep the restart times of <times> (n) within <window_ms> before <now>, in
+ * order; returns how many are left (a replica fails when that reaches
+ * max_restarts at its next exit). */
+int gw_restart_window_prune(int64_t *times, int n, int64_t now, int64_t window_ms);
+/* A spawned model's state from its replicas' states (enum gw_replica_state,
+ * n of them): "unloading" when retired, "ready" when all are, "degraded"
+ * when some are, "loading" while any is on its way, else "failed". */
+const char *gw_model_state(const int *states, int n, int retired);
+
 #endif

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "gw_router.h"
+#include "gw_supervisor.h"
 #include "log.h"
 #include "tap.h"
 #include "util.h"
@@ -620,6 +621,122 @@ static void test_suggest(void)
     gw_router_free(r);
 }
 
+/* Load-aware picking (/load figures), the active circuit, and loading /
+ * failed spawned replicas. */
+static void test_pick_by_load(void)
+{
+    char err[GW_CONF_ERRLEN];
+    struct model_spec ms[] = {
+        { "m", { "http://h:1", "http://h:2" }, { NULL }, 0 },
+        { NULL, { NULL }, { NULL }, 0 },
+    };
+    struct gw_router *r = router_make(ms, NULL, err);
+    if (!ok(r != NULL, "load router builds"))
+        return;
+    struct gw_model *m = r->models[0];
+    struct gw_backend **b = m->backends;
+    struct gw_bhealth *h0 = b[0]->hs, *h1 = b[1]->hs;
+
+    h0->has_load = h1->has_load = 1;
+    h0->kv_total = 100;
+    h1->kv_total = 1000;
+    h0->kv_free = 50;           /* half free */
+    h1->kv_free = 900;          /* 90 % free */
+    ok(gw_model_pick_backend(m, 0, 1000) == b[1] && gw_model_pick_backend(m, 0, 1000) == b[1],
+       "larger free KV share wins (not the larger absolute count)");
+    h0->kv_free = 100;
+    h1->kv_free = 1000;
+    int seen[2] = { 0, 0 };
+    for (int i = 0; i < 10; i++)
+        seen[gw_model_pick_backend(m, 0, 1000)->index]++;
+    ok(seen[0] == 5 && seen[1] == 5, "equal share: round robin %d/%d", seen[0], seen[1]);
+    h1->waiting = 2;
+    h1->kv_free = 1000;
+    h0->kv_free = 10;
+    ok(gw_model_pick_backend(m, 0, 1000) == b[0], "fewer waiting requests first, then KV");
+    h1->waiting = 0;
+    h0->kv_free = 100;
+    b[0]->in_flight = 1;
+    ok(gw_model_pick_backend(m, 0, 1000) == b[1], "equal load figures: fewer in flight");
+    b[0]->in_flight = 0;
+    h0->has_load = 0;
+    seen[0] = seen[1] = 0;
+    for (int i = 0; i < 10; i++)
+        seen[gw_model_pick_backend(m, 0, 1000)->index]++;
+    ok(seen[0] == 5 && seen[1] == 5, "one reports no load: round robin %d/%d", seen[0], seen[1]);
+    h1->has_load = 0;
+
+    /* a shared health struct (spawned replica): in flight counted there */
+    struct gw_bhealth shared = { .up = 1 };
+    b[0]->hs = &shared;
+    shared.in_flight = 2;       /* requests of an older router */
+    ok(gw_model_pick_backend(m, 0, 1000) == b[1], "in flight across routers counts");
+    shared.in_flight = 0;
+
+    /* active circuit: <fails> failures eject, only when checked */
+    gw_bhealth_report(&shared, "m#0", 0);
+    ok(shared.up == 1, "unchecked backend: passive report does not eject");
+    shared.checked = 1;
+    shared.fails_thr = 2;
+    gw_bhealth_report(&shared, "m#0", 0);
+    ok(shared.up == 1 && shared.fails == 1, "one failure of 2");
+    gw_bhealth_report(&shared, "m#0", 0);
+    ok(shared.up == 0, "two failures eject");
+    int hit = 0;
+    for (int i = 0; i < 6; i++)
+        hit += gw_model_pick_backend(m, 0, 1000) == b[0];
+    ok(hit == 0, "an ejected backend is not picked");
+    shared.up = 1;
+
+    /* spawned: loading replicas are waited for, failed ones are not */
+    m->spawned = 1;
+    struct gw_bhealth shared1 = { .up = 1 };
+    b[1]->hs = &shared1;
+    shared.loading = shared1.loading = 1;
+    ok(gw_model_pick_backend(m, 0, 1000) == NULL && gw_model_loading(m) == 1,
+       "all replicas loading: none picked, the model is loading (requests queue)");
+    shared.failed = 1;
+    ok(gw_model_loading(m) == 1, "one failed, one loading: still loading");
+    shared1.failed = 1;
+    ok(gw_model_loading(m) == 0, "all failed: not loading (503 at once)");
+    shared1.failed = shared1.loading = 0;
+    ok(gw_model_pick_backend(m, 0, 1000) == b[1] && gw_model_loading(m) == 0,
+       "a ready replica serves");
+    shared1.draining = 1;
+    ok(gw_model_pick_backend(m, 0, 1000) == NULL, "a draining replica gets no new request");
+    b[0]->hs = &b[0]->own;
+    b[1]->hs = &b[1]->own;
+    m->spawned = 0;
+    gw_router_free(r);
+}
+
+static void test_supervisor_pure(void)
+{
+    ok(gw_backoff_next(100, 100, 1000) == 200, "backoff doubles");
+    ok(gw_backoff_next(800, 100, 1000) == 1000, "backoff capped at max");
+    ok(gw_backoff_next(1000, 100, 1000) == 1000, "stays at max");
+    ok(gw_backoff_next(0, 100, 1000) == 100, "at least min");
+    ok(gw_backoff_next(INT64_MAX / 2 + 1, 1, INT64_MAX) == INT64_MAX, "no overflow");
+    int64_t t[] = { 1000, 5000, 9000, 9500 };
+    int n = gw_restart_window_prune(t, 4, 10000, 2000);
+    ok(n == 2 && t[0] == 9000 && t[1] == 9500, "restart window keeps the last 2 s (%d)", n);
+    ok(gw_restart_window_prune(t, n, 20000, 2000) == 0, "all expire");
+
+    int st[3] = { GW_REPLICA_READY, GW_REPLICA_READY, GW_REPLICA_READY };
+    ok(strcmp(gw_model_state(st, 3, 0), "ready") == 0, "all ready");
+    ok(strcmp(gw_model_state(st, 3, 1), "unloading") == 0, "retired: unloading");
+    st[1] = GW_REPLICA_BACKOFF;
+    ok(strcmp(gw_model_state(st, 3, 0), "degraded") == 0, "one restarting: degraded");
+    st[0] = GW_REPLICA_FAILED;
+    st[2] = GW_REPLICA_LOADING;
+    ok(strcmp(gw_model_state(st, 3, 0), "loading") == 0, "none ready, some on the way: loading");
+    st[1] = st[2] = GW_REPLICA_FAILED;
+    ok(strcmp(gw_model_state(st, 3, 0), "failed") == 0, "all failed");
+    ok(strcmp(gw_model_state(st, 0, 0), "loading") == 0, "no replica yet: loading");
+    ok(strcmp(gw_replica_state_name(GW_REPLICA_BACKOFF), "restarting") == 0 &&
+       strcmp(gw_replica_state_name(99), "?") == 0, "replica state names");
+}
+
 int main(void)
 {
     log_init("test");
@@ -630,6 +747,8 @@ int main(void)
     test_swrr();
     test_sticky();
     test_pick_backend();
+    test_pick_by_load();
+    test_supervisor_pure();
     test_suggest();
     return tap_done();
 }
