@@ -3,8 +3,9 @@
 # normalized; the real XLM-R tokenizer): /v1/embeddings in every input shape,
 # base64 = float, usage, truncate_prompt_tokens, every 400, /pooling's tasks,
 # dynamic batching (concurrent mixed requests = one by one), a client that
-# leaves, the routes of other tasks, /load, and the official openai client
-# straight and through the gateway.
+# leaves, large bodies tokenized off the loop, the routes of other tasks,
+# /load, the gateway in front (upstream and spawned workers) and the
+# official openai client straight and through the gateway.
 import base64
 import json
 import math
@@ -343,3 +344,28 @@ def test_through_gateway(t):
     client = lib.openai_client(g)      # skips here when the module is missing
     r = client.embeddings.create(model="bge-m3-tiny", input="gateway text")
     check(vec_close(r.data[0].embedding, direct, 0), "openai client through the gateway = direct")
+
+
+def test_spawned_by_gateway(t):
+    # the gateway starts both encoder workers itself (model blocks with path)
+    import os
+    rt = os.path.join(t.dir, "run")
+    os.mkdir(rt)
+    conf = ("worker_binary %s;\nruntime_dir %s;\n"
+            "model bge-m3-tiny { path %s; task embed; device cpu; }\n"
+            "model reranker-tiny { path %s; task rerank; device cpu; }\n"
+            % (worker_lib.WORKER, rt, worker_lib.tiny_encoder("embed"),
+               worker_lib.tiny_encoder("rerank")))
+    g = t.start_gateway(conf)
+
+    def ready():
+        ms = lib.get(g, "/v1/models").json()["data"]
+        return all(m.get("llmux", {}).get("state") == "ready" for m in ms) and len(ms) == 2
+    lib.wait_for(ready, 60, what="both spawned workers ready")
+    r = lib.post(g, "/v1/embeddings", {"model": "bge-m3-tiny", "input": ["a", "b"]}, timeout=30)
+    eq(r.status, 200, "embeddings from the spawned worker")
+    eq(len(r.json()["data"][1]["embedding"]), HIDDEN, "dimension")
+    r = lib.post(g, "/v1/rerank", {"model": "reranker-tiny", "query": "q", "documents": ["a", "b"]},
+                 timeout=30)
+    eq(r.status, 200, "rerank from the spawned worker")
+    eq(len(r.json()["results"]), 2, "results")
