@@ -16,8 +16,8 @@
  * 8/16/24/32-bit PCM, u8, float/double, FLAC, OGG/Vorbis/Opus, MP3 when the
  * installed libsndfile has it), mix all channels down to mono (mean), resample
  * to 16 kHz with libsoxr (high quality), clamp to [-1,1].
- * On success *pcm16k is a new xmalloc'd array of *n floats (caller frees;
- * *n may be 0 only for... never: an empty stream is an error), *duration_s is
+ * On success *pcm16k is a new xmalloc'd array of *n > 0 floats (caller
+ * frees; a stream without samples is an error), *duration_s (may be NULL) is
  * the source duration in seconds. max_seconds <= 0 means no limit.
  * Returns 0, or -1 with a one-line message in <err> that names the problem and
  * is fit for a 400 ("empty audio file", "unsupported or corrupt audio file:
