@@ -99,15 +99,16 @@ def test_least_loaded_by_load_figures(t):
     reason = worker_lib.skip_reason()
     if reason:
         raise lib.Skip(reason)
-    w0 = worker_lib.start_worker(t, name="m", wait_health=False)
-    w1 = worker_lib.start_worker(t, name="m", wait_health=False)
+    long = ("--max-model-len", "4096")
+    w0 = worker_lib.start_worker(t, name="m", wait_health=False, args=long)
+    w1 = worker_lib.start_worker(t, name="m", wait_health=False, args=long)
     g = t.start_gateway("model m { upstream http://%s; upstream http://%s; "
                         "health_check interval=100ms timeout=2s fails=3 passes=1; }\n"
                         % (w0.addr, w1.addr))
     lib.wait_for(lambda: backends(g, "m") == (2, 2), 10, 0.05, what="both workers healthy")
     # a long stream sent to worker 0 directly: the gateway counts nothing in
     # flight on it; only its /load figures (fewer free KV blocks) tell
-    s = lib.Stream(w0, "/v1/completions", {"prompt": "hello", "max_tokens": 1000, "stream": True,
+    s = lib.Stream(w0, "/v1/completions", {"prompt": "hello", "max_tokens": 4000, "stream": True,
                                             "ignore_eos": True, "temperature": 0}, timeout=60)
     for _ in range(40):
         s.next_event()
@@ -121,5 +122,6 @@ def test_least_loaded_by_load_figures(t):
         r = lib.post(g, "/v1/completions", {"model": "m", "prompt": "hi", "max_tokens": 1}, timeout=30)
         eq(r.status, 200, "completion")
         seen.append(r.header("x-llmux-backend"))
+    eq(lib.get(w0, "/load").json()["running"], 1, "worker 0 still runs the stream")
     eq(seen, ["m#1"] * 6, "new requests go to the idle worker")
     s.close()
