@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PKGS="build-essential autoconf automake libtool pkg-config make
       libevent-dev libjansson-dev libssl-dev libhiredis-dev libutf8proc-dev node-llhttp
       python3 python3-venv curl nginx-light wrk redis-server groff-base
-      libsndfile1-dev libsoxr-dev sox"
+      libsndfile1-dev libsoxr-dev sox libsox-fmt-mp3"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
