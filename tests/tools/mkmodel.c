@@ -25,6 +25,13 @@
  * weight std 1/sqrt(fan_in) and bias std 0.1 (encoder, pooler, classifier,
  * sparse and colbert heads). --weights bin writes pytorch_model.bin (torch
  * zip checkpoint) instead of model.safetensors.
+ * SenseVoice (--arch sensevoice: FunASR's SenseVoiceSmall, SenseVoiceEncoderSmall
+ * SAN-M encoder + CTC): model.pt (torch zip state dict, f32 unless --dtype)
+ * or model.safetensors (--weights safetensors), config.yaml in the published
+ * layout with the sizes given, and am.mvn / chn_jpn_yue_eng_ko_spectok.bpe.model /
+ * tokens.json copied from --frontend DIR. Prompt embedding (embed.weight)
+ * and ctc.ctc_lo.weight std 0.5 (--embed-std), fsmn_block weights std
+ * 1/sqrt(kernel), LayerNorms and Linears as XLM-R.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -40,8 +47,10 @@
 
 struct opts {
     const char *arch, *out, *tokenizer, *dtype, *rope, *mlp_only;
-    const char *pooling, *weights;  /* xlmr: cls|mean|none; safetensors|bin */
+    const char *pooling, *weights;  /* xlmr: cls|mean|none; safetensors|bin|pt */
+    const char *frontend;           /* sensevoice: folder with am.mvn, bpe model, tokens.json */
     int sparse, colbert, normalize, xlmr;
+    int tp_layers, kernel_size, sanm_shift, input_dim;  /* sensevoice */
     int hidden, layers, heads, kv_heads, head_dim, inter, vocab, tie, max_pos, shards;
     int experts, top_k, moe_inter, norm_topk, sparse_step, window, max_window_layers;
     double rope_theta, embed_std;
@@ -51,7 +60,7 @@ struct opts {
 struct wt {
     char name[128];
     int ndim;
-    int64_t shape[2];
+    int64_t shape[3];
     double mean, std;
     size_t nbytes, off;
     int shard;
@@ -64,6 +73,8 @@ struct wlist {
 
 static void add(struct wlist *l, double mean, double std, int ndim, int64_t d0, int64_t d1,
                 const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+static void add3(struct wlist *l, double mean, double std, const int64_t shape[3],
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 static void add(struct wlist *l, double mean, double std, int ndim, int64_t d0, int64_t d1,
                 const char *fmt, ...)
 {
@@ -77,6 +88,23 @@ static void add(struct wlist *l, double mean, double std, int ndim, int64_t d0, 
     w->ndim = ndim;
     w->shape[0] = d0;
     w->shape[1] = d1;
+    w->mean = mean;
+    w->std = std;
+}
+
+/* A 3-D tensor (a Conv1d weight). */
+static void add3(struct wlist *l, double mean, double std, const int64_t shape[3],
+                 const char *fmt, ...)
+{
+    va_list ap;
+    xgrow((void **)&l->w, &l->cap, l->n + 1, sizeof(*l->w));
+    struct wt *w = &l->w[l->n++];
+    memset(w, 0, sizeof(*w));
+    va_start(ap, fmt);
+    vsnprintf(w->name, sizeof(w->name), fmt, ap);
+    va_end(ap);
+    w->ndim = 3;
+    memcpy(w->shape, shape, sizeof(w->shape));
     w->mean = mean;
     w->std = std;
 }
@@ -181,6 +209,47 @@ static void build_xlmr(const struct opts *o, struct wlist *l)
     }
 }
 
+/* One EncoderLayerSANM "encoder.<group>.<i>." with input width <din>. */
+static void sv_layer(const struct opts *o, struct wlist *l, const char *group, int i, int64_t din)
+{
+    int64_t hd = o->hidden, u = o->inter, k3[3] = { hd, 1, o->kernel_size };
+    const char *p = "encoder";
+    add(l, 0, 1.0 / sqrt((double)din), 2, 3 * hd, din, "%s.%s.%d.self_attn.linear_q_k_v.weight",
+        p, group, i);
+    add(l, 0, 0.1, 1, 3 * hd, 0, "%s.%s.%d.self_attn.linear_q_k_v.bias", p, group, i);
+    add(l, 0, 1.0 / sqrt((double)hd), 2, hd, hd, "%s.%s.%d.self_attn.linear_out.weight", p,
+        group, i);
+    add(l, 0, 0.1, 1, hd, 0, "%s.%s.%d.self_attn.linear_out.bias", p, group, i);
+    add3(l, 0, 1.0 / sqrt((double)o->kernel_size), k3, "%s.%s.%d.self_attn.fsmn_block.weight",
+         p, group, i);
+    add(l, 0, 1.0 / sqrt((double)hd), 2, u, hd, "%s.%s.%d.feed_forward.w_1.weight", p, group, i);
+    add(l, 0, 0.1, 1, u, 0, "%s.%s.%d.feed_forward.w_1.bias", p, group, i);
+    add(l, 0, 1.0 / sqrt((double)u), 2, hd, u, "%s.%s.%d.feed_forward.w_2.weight", p, group, i);
+    add(l, 0, 0.1, 1, hd, 0, "%s.%s.%d.feed_forward.w_2.bias", p, group, i);
+    add(l, 1, 0.05, 1, din, 0, "%s.%s.%d.norm1.weight", p, group, i);
+    add(l, 0, 0.05, 1, din, 0, "%s.%s.%d.norm1.bias", p, group, i);
+    add(l, 1, 0.05, 1, hd, 0, "%s.%s.%d.norm2.weight", p, group, i);
+    add(l, 0, 0.05, 1, hd, 0, "%s.%s.%d.norm2.bias", p, group, i);
+}
+
+/* The state dict of FunASR's SenseVoiceSmall. */
+static void build_sensevoice(const struct opts *o, struct wlist *l)
+{
+    int64_t hd = o->hidden;
+    add(l, 0, o->embed_std, 2, 16, o->input_dim, "embed.weight");
+    sv_layer(o, l, "encoders0", 0, o->input_dim);
+    for (int i = 0; i < o->layers - 1; i++)
+        sv_layer(o, l, "encoders", i, hd);
+    for (int i = 0; i < o->tp_layers; i++)
+        sv_layer(o, l, "tp_encoders", i, hd);
+    add(l, 1, 0.05, 1, hd, 0, "encoder.after_norm.weight");
+    add(l, 0, 0.05, 1, hd, 0, "encoder.after_norm.bias");
+    add(l, 1, 0.05, 1, hd, 0, "encoder.tp_norm.weight");
+    add(l, 0, 0.05, 1, hd, 0, "encoder.tp_norm.bias");
+    add(l, 0, o->embed_std, 2, o->vocab, hd, "ctc.ctc_lo.weight");
+    add(l, 0, 0.1, 1, o->vocab, 0, "ctc.ctc_lo.bias");
+}
+
 static int cmp_wt(const void *a, const void *b)
 {
     return strcmp(((const struct wt *)a)->name, ((const struct wt *)b)->name);
@@ -218,7 +287,10 @@ static void gen_values(unsigned char *buf, size_t m, uint64_t *state, double mea
 
 static size_t wt_nelem(const struct wt *w)
 {
-    return (size_t)w->shape[0] * (size_t)(w->ndim == 2 ? w->shape[1] : 1);
+    size_t n = 1;
+    for (int d = 0; d < w->ndim; d++)
+        n *= (size_t)w->shape[d];
+    return n;
 }
 
 /* Stream tensor <w>'s values into <f> in dtype <dt>. 0 or -1. */
@@ -252,12 +324,10 @@ static int write_shard(const char *path, struct wlist *l, int shard, enum kn_dty
             continue;
         w->off = off;
         off += w->nbytes;
-        char shape[64];
-        if (w->ndim == 1)
-            snprintf(shape, sizeof(shape), "%lld", (long long)w->shape[0]);
-        else
-            snprintf(shape, sizeof(shape), "%lld,%lld", (long long)w->shape[0],
-                     (long long)w->shape[1]);
+        char shape[96] = "";
+        for (int d = 0; d < w->ndim; d++)
+            snprintf(shape + strlen(shape), sizeof(shape) - strlen(shape), "%s%lld",
+                     d ? "," : "", (long long)w->shape[d]);
         t = xasprintf("%s,\"%s\":{\"dtype\":\"%s\",\"shape\":[%s],\"data_offsets\":[%zu,%zu]}",
                       hdr, w->name, dt_name, shape, w->off, w->off + w->nbytes);
         free(hdr);
@@ -404,7 +474,9 @@ static int write_torch_zip(const char *path, const struct wlist *l, size_t strip
     put_s(&pk, "\x80\x02" "ccollections\nOrderedDict\n)R(");
     for (size_t i = 0; i < l->n; i++) {
         const struct wt *w = &l->w[i];
-        int64_t stride[2] = { w->ndim == 2 ? w->shape[1] : 1, 1 };
+        int64_t stride[3];
+        for (int d = w->ndim - 1, s = 1; d >= 0; s *= (int)w->shape[d], d--)
+            stride[d] = s;
         char key[24];
         snprintf(key, sizeof(key), "%zu", i);
         put_str(&pk, w->name + strip);
@@ -419,7 +491,7 @@ static int write_torch_zip(const char *path, const struct wlist *l, size_t strip
         put(&pk, "tQ", 2);
         put_int(&pk, 0);
         put_dims(&pk, w->shape, w->ndim);
-        put_dims(&pk, w->ndim == 2 ? stride : stride + 1, w->ndim);
+        put_dims(&pk, stride, w->ndim);
         put_s(&pk, "\x89" "ccollections\nOrderedDict\n)RtR");
     }
     put(&pk, "u.", 2);
@@ -649,6 +721,58 @@ out:
     return rc;
 }
 
+static char *sensevoice_config_yaml(const struct opts *o)
+{
+    return xasprintf(
+        "encoder: SenseVoiceEncoderSmall\nencoder_conf:\n    output_size: %d\n"
+        "    attention_heads: %d\n    linear_units: %d\n    num_blocks: %d\n"
+        "    tp_blocks: %d\n    dropout_rate: 0.1\n    positional_dropout_rate: 0.1\n"
+        "    attention_dropout_rate: 0.1\n    input_layer: pe\n"
+        "    pos_enc_class: SinusoidalPositionEncoder\n    normalize_before: true\n"
+        "    kernel_size: %d\n    sanm_shfit: %d\n    selfattention_layer_type: sanm\n\n\n"
+        "model: SenseVoiceSmall\nmodel_conf:\n    length_normalized_loss: true\n    sos: 1\n"
+        "    eos: 2\n    ignore_id: -1\n\n"
+        "tokenizer: SentencepiecesTokenizer\ntokenizer_conf:\n  bpemodel: null\n"
+        "  unk_symbol: <unk>\n  split_with_space: true\n\n"
+        "frontend: WavFrontend\nfrontend_conf:\n    fs: 16000\n    window: hamming\n"
+        "    n_mels: 80\n    frame_length: 25\n    frame_shift: 10\n    lfr_m: 7\n"
+        "    lfr_n: 6\n    cmvn_file: null\n",
+        o->hidden, o->heads, o->inter, o->layers, o->tp_layers, o->kernel_size, o->sanm_shift);
+}
+
+/* A SenseVoiceSmall folder; 0 or 1 (exit status). */
+static int make_sensevoice(const struct opts *o, enum kn_dtype dt, const char *dt_name)
+{
+    struct wlist l = { 0 };
+    int rc = 1;
+    char *cfg = sensevoice_config_yaml(o), *path = NULL;
+    build_sensevoice(o, &l);
+    qsort(l.w, l.n, sizeof(*l.w), cmp_wt);
+    for (size_t i = 0; i < l.n; i++)
+        l.w[i].nbytes = wt_nelem(&l.w[i]) * dtype_size(dt);
+    if (write_text(o->out, "config.yaml", cfg) < 0)
+        goto out;
+    if (strcmp(o->weights, "safetensors") == 0) {
+        path = xasprintf("%s/model.safetensors", o->out);
+        if (write_shard(path, &l, 0, dt, dt_name, o->seed) < 0)
+            goto out;
+    } else {
+        path = xasprintf("%s/model.pt", o->out);
+        if (write_torch_zip(path, &l, 0, dt, o->seed) < 0)
+            goto out;
+    }
+    if (o->frontend && (copy_file(o->frontend, o->out, "am.mvn", 1) < 0 ||
+                        copy_file(o->frontend, o->out, "chn_jpn_yue_eng_ko_spectok.bpe.model", 0) < 0 ||
+                        copy_file(o->frontend, o->out, "tokens.json", 0) < 0))
+        goto out;
+    rc = 0;
+out:
+    free(cfg);
+    free(path);
+    free(l.w);
+    return rc;
+}
+
 static void usage(void)
 {
     fprintf(stderr,
@@ -662,14 +786,19 @@ static void usage(void)
             "  [--heads N] [--intermediate N] [--vocab N (250002)] [--max-pos N (8194)]\n"
             "  [--dtype ...] [--seed N] [--embed-std X] [--sparse 0|1] [--colbert DIM]\n"
             "  [--pooling cls|mean|none] [--normalize 0|1] [--weights safetensors|bin]\n"
-            "  [--tokenizer DIR]\n");
+            "  [--tokenizer DIR]\n"
+            "       mkmodel --out DIR --arch sensevoice [--hidden N] [--layers N (num_blocks)]\n"
+            "  [--tp-layers N] [--heads N] [--intermediate N] [--kernel-size N] [--sanm-shift N]\n"
+            "  [--input-dim N (560)] [--vocab N (25055)] [--dtype f32|bf16|f16 (f32)]\n"
+            "  [--weights pt|safetensors] [--seed N] [--embed-std X] [--frontend DIR]\n");
 }
 
 int main(int argc, char **argv)
 {
-    struct opts o = { .arch = "qwen3", .dtype = "bf16", .hidden = 64, .layers = 2, .heads = 4,
+    struct opts o = { .arch = "qwen3", .dtype = NULL, .tp_layers = 1, .kernel_size = 11,
+                      .input_dim = 560, .hidden = 64, .layers = 2, .heads = 4,
                       .kv_heads = 2, .head_dim = 16, .inter = 128, .vocab = -1, .tie = 1,
-                      .max_pos = -1, .pooling = "none", .weights = "safetensors", .normalize = 1, .shards = 1, .experts = 8, .top_k = 2, .moe_inter = 32,
+                      .max_pos = -1, .pooling = "none", .weights = NULL, .normalize = 1, .shards = 1, .experts = 8, .top_k = 2, .moe_inter = 32,
                       .norm_topk = 1, .sparse_step = 1, .max_window_layers = 0,
                       .rope_theta = 1000000.0, .embed_std = 0.5, .seed = 1 };
     static const struct option lo[] = {
@@ -684,7 +813,9 @@ int main(int argc, char **argv)
         { "max-window-layers", 1, 0, 'W' }, { "rope-theta", 1, 0, 'R' },
         { "embed-std", 1, 0, 'e' }, { "seed", 1, 0, 'z' }, { "help", 0, 0, 'h' },
         { "sparse", 1, 0, 1 }, { "colbert", 1, 0, 2 }, { "pooling", 1, 0, 3 },
-        { "normalize", 1, 0, 4 }, { "weights", 1, 0, 5 }, { 0 } };
+        { "normalize", 1, 0, 4 }, { "weights", 1, 0, 5 }, { "tp-layers", 1, 0, 6 },
+        { "kernel-size", 1, 0, 7 }, { "sanm-shift", 1, 0, 8 }, { "input-dim", 1, 0, 9 },
+        { "frontend", 1, 0, 10 }, { 0 } };
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
@@ -719,15 +850,41 @@ int main(int argc, char **argv)
         case 3: o.pooling = optarg; break;
         case 4: o.normalize = atoi(optarg); break;
         case 5: o.weights = optarg; break;
+        case 6: o.tp_layers = atoi(optarg); break;
+        case 7: o.kernel_size = atoi(optarg); break;
+        case 8: o.sanm_shift = atoi(optarg); break;
+        case 9: o.input_dim = atoi(optarg); break;
+        case 10: o.frontend = optarg; break;
         default: usage(); return 2;
         }
     }
+    int sv = strcmp(o.arch, "sensevoice") == 0;
+    if (!o.dtype)
+        o.dtype = sv ? "f32" : "bf16";
+    if (!o.weights)
+        o.weights = sv ? "pt" : "safetensors";
     enum kn_dtype dt = strcmp(o.dtype, "f32") == 0 ? KN_F32 : strcmp(o.dtype, "f16") == 0 ? KN_F16
                      : strcmp(o.dtype, "bf16") == 0 ? KN_BF16 : KN_DTYPE_COUNT;
     const char *dt_name = dt == KN_F32 ? "F32" : dt == KN_F16 ? "F16" : "BF16";
     o.xlmr = strncmp(o.arch, "xlmr-", 5) == 0;
     if (o.vocab < 0)
-        o.vocab = o.xlmr ? 250002 : 151936;
+        o.vocab = sv ? 25055 : o.xlmr ? 250002 : 151936;
+    if (sv) {
+        if (!o.out || dt == KN_DTYPE_COUNT || o.hidden <= 0 || o.layers <= 0 || o.heads <= 0 ||
+            o.hidden % o.heads || o.inter <= 0 || o.vocab <= 0 || o.tp_layers < 0 ||
+            o.kernel_size < 1 || o.sanm_shift < 0 ||
+            (o.kernel_size - 1) / 2 + o.sanm_shift > o.kernel_size - 1 || o.input_dim <= 0 ||
+            (strcmp(o.weights, "safetensors") && strcmp(o.weights, "pt") &&
+             strcmp(o.weights, "bin"))) {
+            usage();
+            return 2;
+        }
+        if (mkdir(o.out, 0755) < 0 && errno != EEXIST) {
+            fprintf(stderr, "mkmodel: %s: %s\n", o.out, strerror(errno));
+            return 1;
+        }
+        return make_sensevoice(&o, dt, dt_name);
+    }
     if (o.max_pos < 0)
         o.max_pos = o.xlmr ? 8194 : 4096;
     if (o.xlmr) {
