@@ -3,10 +3,13 @@
  * with the real Qwen3 tokenizer (shapes, limits, every 400) and, when the
  * XLM-R tokenizer loads, the pair template and document-side truncation.
  */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/encode_job.h"
 #include "api/encode_req.h"
 #include "log.h"
 #include "tap.h"
@@ -238,6 +241,48 @@ static void test_pairs_xlmr(const char *src)
     tokenizer_free(x);
 }
 
+/* enc_fmt_float writes what jansson writes for json_real((double)f). */
+static void test_fmt_float(void)
+{
+    static const float special[] = { 0.0f, -0.0f, 1.0f, -1.0f, 0.5f, 100.0f, 1e16f, 1e17f,
+                                     1e20f, 123456789.0f, 0.1f, 1e-4f, 1e-5f, 9.99999e-5f,
+                                     3.4028235e38f, 1.17549435e-38f, 1e-45f, 2.5f, 0.125f,
+                                     16777216.0f, 1e-11f, 1e-12f, 0.0001f, 99999.99f };
+    int bad = 0, n = 0;
+    char mine[64];
+    uint64_t st = 88172645463325252ULL;
+    for (int i = 0; i < 400000 + (int)(sizeof(special) / sizeof(special[0])); i++) {
+        float f;
+        if (i < (int)(sizeof(special) / sizeof(special[0]))) {
+            f = special[i];
+        } else {
+            st ^= st << 13;
+            st ^= st >> 7;
+            st ^= st << 17;
+            uint32_t bits = (uint32_t)st;
+            if (i % 4 != 0)     /* mostly embedding-like magnitudes */
+                bits = (bits & 0x807fffffu) | ((uint32_t)(100 + (st >> 40) % 40) << 23);
+            memcpy(&f, &bits, sizeof(f));
+            if (!isfinite(f))
+                continue;
+        }
+        json_t *j = json_real((double)f);
+        char *ref = json_dumps(j, JSON_ENCODE_ANY);
+        enc_fmt_float(f, mine);
+        if (strcmp(ref, mine) != 0 && bad++ < 5)
+            diag("%.9g: jansson %s, mine %s", (double)f, ref, mine);
+        n++;
+        free(ref);
+        json_decref(j);
+    }
+    ok(bad == 0, "enc_fmt_float = jansson on %d floats (%d differ)", n, bad);
+    struct strbuf b = { 0 };
+    float v[] = { 1.0f, -0.25f, NAN };
+    enc_append_floats(&b, v, 3);
+    ok(strcmp(strbuf_str(&b), "[1.0,-0.25,0.0]") == 0, "enc_append_floats: %s", strbuf_str(&b));
+    strbuf_free(&b);
+}
+
 int main(void)
 {
     char dir[4096], e[256];
@@ -262,6 +307,7 @@ int main(void)
     test_pool();
     test_rerank_score();
     test_pairs_xlmr(src);
+    test_fmt_float();
     tokenizer_free((struct tokenizer *)actx.tok);
     return tap_done();
 }

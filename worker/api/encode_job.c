@@ -333,3 +333,146 @@ double enc_sigmoid(double x)
 {
     return 1.0 / (1.0 + exp(-x));
 }
+
+/* ---- fast float text ------------------------------------------------------------ */
+
+/* jansson's finishing of "%.17g": ".0" when it looks like an integer, no
+ * '+' and no leading zeros in the exponent. */
+static size_t fmt_slow(double x, char *out)
+{
+    char tmp[40];
+    int n = snprintf(tmp, sizeof(tmp), "%.17g", x);
+    size_t k = 0;
+    int has_dot = 0;
+    for (int i = 0; i < n; i++) {
+        char ch = tmp[i];
+        if (ch == '.' || ch == 'e')
+            has_dot = 1;
+        out[k++] = ch;
+        if (ch == 'e') {
+            i++;
+            if (tmp[i] == '-')
+                out[k++] = '-';
+            else if (tmp[i] != '+')
+                i--;
+            while (i + 1 < n - 1 && tmp[i + 1] == '0')
+                i++;
+        }
+    }
+    if (!has_dot) {
+        out[k++] = '.';
+        out[k++] = '0';
+    }
+    out[k] = '\0';
+    return k;
+}
+
+size_t enc_fmt_float(float f, char *out)
+{
+    double x = (double)f;
+    if (!isfinite(x))
+        x = 0.0;
+#ifdef __SIZEOF_INT128__
+    static const uint64_t P10[20] = {
+        1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL,
+        100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL,
+        10000000000000ULL, 100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
+        100000000000000000ULL, 1000000000000000000ULL, 10000000000000000000ULL
+    };
+    if (x == 0.0)
+        return fmt_slow(x, out);
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof(bits));
+    int neg = (int)(bits >> 31), ex = (int)((bits >> 23) & 0xff);
+    uint32_t m = bits & 0x7fffff;
+    if (ex == 0)
+        return fmt_slow(x, out);        /* subnormal */
+    m |= 0x800000;
+    int e2 = ex - 150;                  /* |x| = m * 2^e2 */
+    int d = (int)floor(log10(fabs(x)));
+    uint64_t q = 0;
+    for (int tries = 0;; tries++) {
+        int s = 16 - d;
+        if (tries > 3 || s < 0 || s > 27 || e2 < -100)
+            return fmt_slow(x, out);
+        unsigned __int128 n = m;
+        if (s > 19) {
+            n *= P10[19];
+            n *= P10[s - 19];
+        } else {
+            n *= P10[s];
+        }
+        if (e2 >= 0) {
+            n <<= e2;
+            q = (uint64_t)n;
+        } else {
+            int k = -e2;
+            unsigned __int128 qq = n >> k, r = n - (qq << k), half = (unsigned __int128)1 << (k - 1);
+            if (r > half || (r == half && (qq & 1)))
+                qq++;
+            q = (uint64_t)qq;
+        }
+        if (q >= P10[17])
+            d++;
+        else if (q < P10[16])
+            d--;
+        else
+            break;
+    }
+    char dig[17];
+    for (int i = 16; i >= 0; i--) {
+        dig[i] = (char)('0' + q % 10);
+        q /= 10;
+    }
+    int nd = 17;
+    while (nd > 1 && dig[nd - 1] == '0')
+        nd--;
+    size_t k = 0;
+    if (neg)
+        out[k++] = '-';
+    if (d >= -4 && d < 17) {            /* %g's fixed notation */
+        if (d >= 0) {
+            for (int i = 0; i <= d; i++)
+                out[k++] = i < nd ? dig[i] : '0';
+            out[k++] = '.';
+            if (nd > d + 1)
+                for (int i = d + 1; i < nd; i++)
+                    out[k++] = dig[i];
+            else
+                out[k++] = '0';         /* jansson's ".0" */
+        } else {
+            out[k++] = '0';
+            out[k++] = '.';
+            for (int i = 0; i < -d - 1; i++)
+                out[k++] = '0';
+            for (int i = 0; i < nd; i++)
+                out[k++] = dig[i];
+        }
+    } else {                            /* scientific, exponent as jansson trims it */
+        out[k++] = dig[0];
+        if (nd > 1) {
+            out[k++] = '.';
+            for (int i = 1; i < nd; i++)
+                out[k++] = dig[i];
+        }
+        k += (size_t)sprintf(out + k, "e%d", d);
+    }
+    out[k] = '\0';
+    return k;
+#else
+    return fmt_slow(x, out);
+#endif
+}
+
+void enc_append_floats(struct strbuf *b, const float *v, size_t n)
+{
+    char tmp[48];
+    strbuf_add(b, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = enc_fmt_float(v[i], tmp);
+        if (i + 1 < n)
+            tmp[k++] = ',';
+        strbuf_add(b, tmp, k);
+    }
+    strbuf_add(b, "]", 1);
+}

@@ -14,6 +14,7 @@
 
 #include "encode.h"
 #include "encode_req.h"
+#include "strbuf.h"
 
 struct wk;
 struct wk_conn;
@@ -73,6 +74,13 @@ void enc_jobs_free_all(struct wk *w);
 json_t *enc_b64_floats(const float *v, size_t n);
 /* A JSON array of <n> floats. New. */
 json_t *enc_float_array(const float *v, size_t n);
+/* <f> as jansson writes json_real((double)f) ("%.17g" of the exact value,
+ * ".0" added to integers, exponent without '+' or leading zeros), several
+ * times faster (exact integer arithmetic, snprintf only for |x| < ~1e-11
+ * or >= ~1e16); <out> holds 40 bytes. Returns the length. */
+size_t enc_fmt_float(float f, char *out);
+/* "[f,f,...]" of <n> floats (non-finite as 0.0) appended to <b>. */
+void enc_append_floats(struct strbuf *b, const float *v, size_t n);
 /* {"prompt_tokens": n, "total_tokens": n}. New. */
 json_t *enc_usage(long prompt_tokens);
 /* 1 / (1 + exp(-x)) */
