@@ -426,6 +426,8 @@ static void replica_exited(struct gw_sup_replica *r, int status)
     r->n_restart_at = gw_restart_window_prune(r->restart_at, r->n_restart_at, now, in->window_ms);
     if (!r->restart_now && r->n_restart_at >= in->max_restarts) {
         replica_set_state(r, GW_REPLICA_FAILED);
+        gw_prober_free(r->prober);      /* nothing to check until an operator acts */
+        r->prober = NULL;
         log_error("model %s replica %d failed: %d restart(s) within %lld ms; it stays down "
                   "until an operator restarts it", in->name, r->index, r->n_restart_at,
                   (long long)in->window_ms);
