@@ -229,10 +229,25 @@ static void gw_swap_pending(struct gw *gw)
     gw_proxy_wake();
 }
 
-/* A replica became ready: a reload waiting for it may go ahead. */
+/* A replica became ready or failed: a reload waiting for it may go ahead,
+ * or give up when a replacement model's workers all failed (the running
+ * ones stay: make-before-break). */
 static void gw_try_swap(struct gw *gw)
 {
-    if (gw->pending_conf != NULL && gw_sup_settled(gw->sup, gw->pending_conf, gw->conf))
+    if (gw->pending_conf == NULL)
+        return;
+    const char *bad = gw_sup_replacement_failed(gw->sup, gw->pending_conf, gw->conf);
+    if (bad != NULL) {
+        log_error("reload abandoned: the new workers of model \"%s\" failed; the running "
+                  "configuration stays", bad);
+        gw_upstream_router_free(gw->pending_router);
+        gw_conf_free(gw->pending_conf);
+        gw->pending_router = NULL;
+        gw->pending_conf = NULL;
+        gw_sup_retire_unused(gw->sup, gw->conf, NULL);
+        return;
+    }
+    if (gw_sup_settled(gw->sup, gw->pending_conf, gw->conf))
         gw_swap_pending(gw);
 }
 

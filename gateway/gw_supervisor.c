@@ -107,6 +107,7 @@ struct gw_sup {
 
 static void replica_start(struct gw_sup_replica *r);
 static void sup_gc_cb(evutil_socket_t fd, short what, void *arg);
+static struct gw_sup_inst *current_inst(struct gw_conf *conf, const char *name);
 
 static void sup_gc_schedule(struct gw_sup *sup)
 {
@@ -428,6 +429,8 @@ static void replica_exited(struct gw_sup_replica *r, int status)
         replica_set_state(r, GW_REPLICA_FAILED);
         gw_prober_free(r->prober);      /* nothing to check until an operator acts */
         r->prober = NULL;
+        if (in->sup->ready_hook)        /* a reload waiting for it gives up */
+            in->sup->ready_hook(in->sup->gw);
         log_error("model %s replica %d failed: %d restart(s) within %lld ms; it stays down "
                   "until an operator restarts it", in->name, r->index, r->n_restart_at,
                   (long long)in->window_ms);
@@ -884,6 +887,21 @@ void gw_sup_attach(struct gw_sup *sup, struct gw_router *r)
             m->sup_release = inst_release;
         }
     }
+}
+
+const char *gw_sup_replacement_failed(struct gw_sup *sup, struct gw_conf *conf,
+                                      struct gw_conf *old)
+{
+    for (struct gw_sup_inst *in = sup->insts; in; in = in->next) {
+        if (!conf_uses(conf, in) || conf_uses(old, in) || current_inst(old, in->name) == NULL)
+            continue;
+        int failed = 0;
+        for (int i = 0; i < in->n_reps; i++)
+            failed += in->reps[i].state == GW_REPLICA_FAILED;
+        if (failed == in->n_reps)
+            return in->name;
+    }
+    return NULL;
 }
 
 int gw_sup_settled(struct gw_sup *sup, struct gw_conf *conf, struct gw_conf *old)

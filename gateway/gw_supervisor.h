@@ -42,10 +42,15 @@ void gw_sup_start(struct gw_sup *sup, struct gw_conf *conf);
 void gw_sup_attach(struct gw_sup *sup, struct gw_router *r);
 /* 1 when every instance of <conf> that <old> does not use is ready (or failed). */
 int gw_sup_settled(struct gw_sup *sup, struct gw_conf *conf, struct gw_conf *old);
+/* The name of a model whose replacement instance in <conf> (a block of
+ * <old> changed) has every replica failed, or NULL: a reload waiting for it
+ * should give up and keep <old>. */
+const char *gw_sup_replacement_failed(struct gw_sup *sup, struct gw_conf *conf,
+                                      struct gw_conf *old);
 /* Drain (up to each block's drain_timeout) and stop every instance that
  * neither <a> nor <b> (may be NULL) uses. */
 void gw_sup_retire_unused(struct gw_sup *sup, struct gw_conf *a, struct gw_conf *b);
-/* Called whenever a replica becomes ready (pending reloads check here). */
+/* Called whenever a replica becomes ready or failed (pending reloads check here). */
 void gw_sup_set_ready_hook(struct gw_sup *sup, void (*fn)(struct gw *gw));
 
 /* Model state ("loading", "ready", "degraded", "failed", "unloading") and

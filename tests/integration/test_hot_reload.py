@@ -212,3 +212,21 @@ def test_drain_undrain_and_broken_reload(t):
     after = models(g)
     eq([r["pid"] for r in after["m"]["replicas"]], [r["pid"] for r in before["m"]["replicas"]],
        "a broken reload changes nothing")
+
+
+def test_reload_keeps_old_when_replacement_fails(t):
+    g = start(t, block("m"))
+    before = wait_state(g, "m", "ready")
+    path = os.path.join(t.dir, "llmux.conf")
+    text = open(path).read()
+    with open(path, "w") as f:
+        f.write(text.replace(block("m"), block("m", "--crash-at-start", "max_restarts 1 30s;")))
+    res = admin(g, "reload")
+    check(res.get("ok"), "admin reload accepted (it waits for the new workers): %r" % res)
+    eq(complete(g, "m").status, 200, "the old workers serve while the new ones start")
+    lib.wait_for(lambda: "reload abandoned" in g.error_log(), 10, 0.05, what="reload abandoned")
+    after = wait_state(g, "m", "ready")
+    eq(after["replicas"][0]["pid"], before["replicas"][0]["pid"], "the running worker stays")
+    eq(complete(g, "m").status, 200, "and serves")
+    lib.wait_for(lambda: "model m (generation 1): freed" in g.error_log(), 5, 0.05,
+                 what="the failed replacement is freed")
