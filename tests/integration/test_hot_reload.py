@@ -230,3 +230,14 @@ def test_reload_keeps_old_when_replacement_fails(t):
     eq(complete(g, "m").status, 200, "and serves")
     lib.wait_for(lambda: "model m (generation 1): freed" in g.error_log(), 5, 0.05,
                  what="the failed replacement is freed")
+
+
+def test_own_log_file(t):
+    logf = os.path.join(t.dir, "worker-w.log")
+    g = start(t, block("w", "--crash-at-start", "max_restarts 0; log %s;" % logf))
+    wait_state(g, "w", "failed")
+    check("crashing at start as told" in open(logf).read(), "the worker wrote its own log")
+    log = g.error_log()
+    check("[w#0]" not in log, "nothing relayed to the error log")
+    check("exited with status 3; last lines of its log:" in log and "crashing at start as told" in log,
+          "the exit status and the tail of its log file in the error log")
