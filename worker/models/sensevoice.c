@@ -361,6 +361,9 @@ static int load_layer(struct sensevoice *m, struct sv_layer *L, const char *grou
     char name[192];
     int64_t want[3] = { D, 1, K }, as[2] = { D, K };
     snprintf(name, sizeof(name), "%s.%s.%d.self_attn.fsmn_block.weight", p, group, i);
+    struct wref w;
+    if (find_w(m, name, &w) == 0 && w.ndim == 2)    /* converters that squeeze it: (D, K) */
+        return load_w(m, &L->fsmn, name, 2, as, 2, as, err, errlen);
     return load_w(m, &L->fsmn, name, 3, want, 2, as, err, errlen);
 }
 
