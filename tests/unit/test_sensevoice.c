@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -311,6 +312,37 @@ static void check_api(void)
        "ctc greedy: argmax ties go to the lowest id");
 }
 
+/* The published SenseVoiceSmall config.yaml (tests/golden/sensevoice/real_config.yaml,
+ * a copy of shared/models/sensevoice/config.yaml, sha256 f71e239b...): its lists,
+ * ${...} references and deeper sections do not confuse the reader. */
+static void check_real_config(void)
+{
+    char *dir = xasprintf("%s/real", tmpdir), *src = xasprintf("%s/tests/golden/sensevoice/"
+                                                               "real_config.yaml", srcdir);
+    char *dst = xasprintf("%s/config.yaml", dir), err[256] = "";
+    struct sensevoice_info in;
+    memset(&in, 0xff, sizeof(in));
+    FILE *f = fopen(src, "rb"), *o = NULL;
+    char buf[8192];
+    size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
+    if (mkdir(dir, 0755) == 0 && (o = fopen(dst, "wb")) != NULL) {
+        fwrite(buf, 1, n, o);
+        fclose(o);
+    }
+    if (f)
+        fclose(f);
+    int rc = sensevoice_read_config(dir, &in, err, sizeof(err));
+    ok(rc == 0 && in.hidden_size == 512 && in.n_heads == 4 && in.linear_units == 2048 &&
+       in.n_blocks == 50 && in.tp_blocks == 20 && in.kernel_size == 11 && in.sanm_shift == 0 &&
+       in.blank_id == 0 && strcmp(in.arch_name, "SenseVoiceSmall") == 0,
+       "the real SenseVoiceSmall config.yaml: output_size %d, heads %d, units %d, blocks %d+%d, "
+       "kernel %d, shift %d%s%s", in.hidden_size, in.n_heads, in.linear_units, in.n_blocks,
+       in.tp_blocks, in.kernel_size, in.sanm_shift, rc ? ": " : "", rc ? err : "");
+    free(dir);
+    free(src);
+    free(dst);
+}
+
 static int write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -467,6 +499,7 @@ int main(int argc, char **argv)
     if (!be || !tmpdir)
         return tap_done();
     check_api();
+    check_real_config();
     check_golden("tiny", be);
     check_golden("shift", be);
     check_errors(be);

@@ -475,6 +475,17 @@ fail:
     return NULL;
 }
 
+int sensevoice_read_config(const char *dir, struct sensevoice_info *info, char *err,
+                           size_t errlen)
+{
+    struct sensevoice m = { 0 };
+    struct sv_conf c;
+    if (parse_config(&c, dir, err, errlen) < 0 || check_config(&m, &c, err, errlen) < 0)
+        return -1;
+    *info = m.info;
+    return 0;
+}
+
 static void layer_free(struct sv_layer *L)
 {
     struct kn_tensor *all[] = { &L->ln1_w, &L->ln1_b, &L->wqkv, &L->bqkv, &L->wo, &L->bo,

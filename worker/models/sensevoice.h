@@ -60,6 +60,11 @@ struct sensevoice;
 struct sensevoice *sensevoice_load(const char *dir, struct kn_backend *be, char *err,
                                    size_t errlen);
 void sensevoice_free(struct sensevoice *m);
+/* Only <dir>/config.yaml, checked as sensevoice_load checks it, into <info>
+ * (input_dim, vocab_size and n_queries come from the weights: left 0). 0, or
+ * -1 with a message in <err>. */
+int sensevoice_read_config(const char *dir, struct sensevoice_info *info, char *err,
+                           size_t errlen);
 /* Borrowed; valid until sensevoice_free(). */
 const struct sensevoice_info *sensevoice_get_info(const struct sensevoice *m);
 
