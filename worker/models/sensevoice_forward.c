@@ -256,7 +256,7 @@ static int ctc_out(struct sensevoice *m, struct sensevoice_clip *c, int n, int64
                 double s = 0.0;
                 float mx = row[best];
                 for (int64_t v = 0; v < V; v++)
-                    s += exp((double)(row[v] - mx));
+                    s += expf(row[v] - mx);
                 float lse = mx + (float)log(s);
                 float *out = c[ci].logprobs + t * V;
                 for (int64_t v = 0; v < V; v++)
