@@ -74,7 +74,7 @@ def test_spawn_two_models_two_replicas(t):
 def test_kill_replica_mid_stream(t):
     g = t.start_gateway(spawned_block("m", "replicas 2;").replace("max_model_len 512", "max_model_len 4096"))
     wait_state(g, "m", "ready")
-    body = {"model": "m", "prompt": "hello", "max_tokens": 4000, "stream": True,
+    body = {"model": "m", "prompt": "hello", "max_tokens": 500, "stream": True,
             "temperature": 0, "ignore_eos": True}
     s1 = lib.Stream(g, "/v1/completions", body, timeout=60)
     s2 = lib.Stream(g, "/v1/completions", body, timeout=60)
