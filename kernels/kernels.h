@@ -146,7 +146,7 @@ enum kn_op {
     /* the encoder worker's ops (issue 7); cuda: kernels/cuda/encoder.cu */
     KN_OP_LAYER_NORM, KN_OP_ACT, KN_OP_SEQ_ATTENTION,
     /* the speech worker's ops (issue 8): cpu only so far */
-    KN_OP_SEQ_DWCONV,
+    KN_OP_SEQ_DWCONV, KN_OP_ROW_ARGMAX,
     KN_OP_COUNT
 };
 #define KN_MAX_SRC 3
@@ -225,6 +225,8 @@ struct kn_backend_ops {
     int (*seq_dwconv)(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
                       const struct kn_tensor *w, const struct kn_tensor *seq_start, int left,
                       int add_x);
+    int (*row_argmax)(struct kn_backend *be, struct kn_tensor *ids, struct kn_tensor *lse,
+                      const struct kn_tensor *x);
 };
 
 /* The vtable for "cpu" or "cuda" (borrowed, static), or for "auto": cuda
@@ -364,7 +366,8 @@ int kn_seq_attention(struct kn_backend *be, struct kn_tensor *out, const struct 
                      const struct kn_tensor *seq_start, float scale);
 
 /* ---- speech ops (issue 8: SenseVoice) -----------------------------------------
- * supports_op operands: seq_dwconv dst y, src {x, w, seq_start}. */
+ * supports_op operands: seq_dwconv dst y, src {x, w, seq_start}; row_argmax dst
+ * ids, src {x, lse}. */
 
 /* Depthwise 1-D convolution along the tokens of each sequence of a packed
  * batch (the FSMN memory block of SAN-M): x (T, C), w float (C, K) -> y (T, C),
@@ -377,6 +380,15 @@ int kn_seq_attention(struct kn_backend *be, struct kn_tensor *out, const struct 
 int kn_seq_dwconv(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
                   const struct kn_tensor *w, const struct kn_tensor *seq_start, int left,
                   int add_x);
+
+/* Per row of x float (R, V): ids i32 (R,) = the index of the row's largest
+ * value (the lowest index among equals, as torch's argmax), and, when <lse>
+ * (f32 (R,)) is not NULL, lse = log(sum_v exp(x[v])) computed as
+ * max + log(sum exp(x - max)) in f32 with a double sum on the cpu: greedy CTC
+ * and log_softmax (x - lse) without moving a (R, V) matrix to the host.
+ * ids and lse contiguous; x: only the last dim must be contiguous. */
+int kn_row_argmax(struct kn_backend *be, struct kn_tensor *ids, struct kn_tensor *lse,
+                  const struct kn_tensor *x);
 
 #ifdef __cplusplus
 }

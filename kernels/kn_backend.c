@@ -43,7 +43,8 @@ const char *kn_op_name(enum kn_op op)
     static const char *names[] = { "matmul", "rms_norm", "rope", "silu_mul", "softmax",
                                    "embed", "add", "convert", "kv_store", "paged_attention",
                                    "gather_rows", "scatter_add_rows", "moe_route",
-                                   "layer_norm", "act", "seq_attention", "seq_dwconv" };
+                                   "layer_norm", "act", "seq_attention", "seq_dwconv",
+                                   "row_argmax" };
     return (unsigned)op < ARRAY_SIZE(names) ? names[op] : "?";
 }
 
@@ -677,4 +678,22 @@ int kn_seq_dwconv(struct kn_backend *be, struct kn_tensor *y, const struct kn_te
         op_check(be, KN_OP_SEQ_DWCONV, bad, y, x, w, seq_start) < 0)
         return -1;
     return be->ops->seq_dwconv(be, y, x, w, seq_start, left, add_x);
+}
+
+int kn_row_argmax(struct kn_backend *be, struct kn_tensor *ids, struct kn_tensor *lse,
+                  const struct kn_tensor *x)
+{
+    int64_t R, V, ld;
+    const char *bad = NULL;
+    if (kn_tensor_rows(x, &R, &V, &ld) < 0 || !is_float(x) || V < 1)
+        bad = "x must be a float row matrix (R, V), V >= 1";
+    else if (!is_index(ids, R))
+        bad = "ids must be contiguous i32 (R,)";
+    else if (lse && (lse->dtype != KN_F32 || lse->ndim != 1 || lse->shape[0] != R ||
+                     (lse->stride[0] != 1 && R > 1)))
+        bad = "lse must be contiguous f32 (R,)";
+    if (op_missing(be, KN_OP_ROW_ARGMAX, (const void *)be->ops->row_argmax) < 0 ||
+        op_check(be, KN_OP_ROW_ARGMAX, bad, ids, x, lse, NULL) < 0)
+        return -1;
+    return be->ops->row_argmax(be, ids, lse, x);
 }

@@ -2,10 +2,12 @@
  * asr_ops.c -- the speech worker's ops on the cpu (issue 8): seq_dwconv, the
  * depthwise 1-D convolution along each sequence of a packed batch that SAN-M's
  * FSMN memory block is (zero padding at the ends of every sequence; split by
- * token). f32 math; shapes were checked by kn_*, seq_start is checked here.
+ * token), and row_argmax (argmax and logsumexp per row: greedy CTC; split by
+ * row). f32 math; shapes were checked by kn_*, seq_start is checked here.
  */
 #include "kn_cpu.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,5 +87,48 @@ int kn_cpu_seq_dwconv(struct kn_backend *be, struct kn_tensor *y, const struct k
     free(seq_of);
     free(wrow);
     free(wt);
+    return 0;
+}
+
+/* ---- row_argmax ------------------------------------------------------------------- */
+
+struct am_job {
+    struct rows x;
+    int32_t *ids;
+    float *lse;
+    struct kn_pool *pool;
+};
+
+static void am_chunk(void *arg, int tid, int64_t r0, int64_t r1)
+{
+    struct am_job *j = arg;
+    int64_t V = j->x.cols;
+    float *a = kn_pool_scratch(j->pool, tid, (size_t)V + 1);
+    for (int64_t r = r0; r < r1; r++) {
+        kn_row_load(a, row_at(&j->x, r), j->x.dt, V);
+        int64_t best = 0;
+        for (int64_t v = 1; v < V; v++)
+            if (a[v] > a[best])
+                best = v;
+        j->ids[r] = (int32_t)best;
+        if (j->lse) {
+            double s = 0.0;
+            float mx = a[best];
+            for (int64_t v = 0; v < V; v++)
+                s += expf(a[v] - mx);
+            j->lse[r] = mx + (float)log(s);
+        }
+    }
+}
+
+int kn_cpu_row_argmax(struct kn_backend *be, struct kn_tensor *ids, struct kn_tensor *lse,
+                      const struct kn_tensor *x)
+{
+    struct am_job j = { .x = rows_of(x), .ids = ids->data, .lse = lse ? lse->data : NULL,
+                        .pool = cpu_pool(be) };
+    if (j.x.n == 0)
+        return 0;
+    int nth = cpu_nth(be, j.x.n, 2 * j.x.cols);
+    kn_pool_for(j.pool, am_chunk, &j, j.x.n, kn_grain(j.x.n, nth), nth);
     return 0;
 }

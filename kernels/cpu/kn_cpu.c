@@ -370,4 +370,5 @@ const struct kn_backend_ops kn_cpu_ops = {
     .act = kn_cpu_act,
     .seq_attention = kn_cpu_seq_attention,
     .seq_dwconv = kn_cpu_seq_dwconv,
+    .row_argmax = kn_cpu_row_argmax,
 };

@@ -132,5 +132,7 @@ int kn_cpu_seq_attention(struct kn_backend *be, struct kn_tensor *out, const str
 int kn_cpu_seq_dwconv(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
                       const struct kn_tensor *w, const struct kn_tensor *seq_start, int left,
                       int add_x);
+int kn_cpu_row_argmax(struct kn_backend *be, struct kn_tensor *ids, struct kn_tensor *lse,
+                      const struct kn_tensor *x);
 
 #endif

@@ -4,7 +4,9 @@
  * and bf16 operands, a strided column slice of a fused qkv as input, packed
  * sequences (an empty one, one shorter than the kernel), left paddings from
  * 0 to K-1, with and without the input added, thread-count invariance, and
- * the checks (bad seq_start, aliasing, left out of range, weight shape).
+ * the checks (bad seq_start, aliasing, left out of range, weight shape);
+ * row_argmax (argmax with ties to the lowest index, logsumexp against
+ * double, strided and bf16 rows, threads, checks).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -137,6 +139,78 @@ static void test_checks(struct kn_backend *be)
     ok(kn_seq_dwconv(be, &ty, &tx, &tw, &ts, 1, 1) < 0, "seq_start[0] != 0 rejected");
 }
 
+static void test_row_argmax(struct kn_backend *be, int threads)
+{
+    enum { R = 37, V = 1000, LDX = 1003 };
+    float *x = xmalloc(R * LDX * sizeof(float)), lse[R];
+    int32_t ids[R];
+    for (int i = 0; i < R * LDX; i++)
+        x[i] = frand() * 20.0f;
+    for (int r = 0; r < R; r += 3) {    /* ties: the lowest index wins */
+        x[r * LDX + 10 + r] = 50.0f;
+        x[r * LDX + 900 - r] = 50.0f;
+    }
+    x[5 * LDX + 0] = 60.0f;             /* the first column wins */
+    x[7 * LDX + V - 1] = 60.0f;         /* the last column wins */
+    kn_backend_set_threads(be, threads);
+    int64_t sh[2] = { R, V }, st[2] = { LDX, 1 }, rs[1] = { R };
+    struct kn_tensor base = kn_tensor_host(KN_F32, 2, (int64_t[2]){ R, LDX }, x);
+    struct kn_tensor tx = kn_tensor_view(&base, 2, sh, st, 0);
+    struct kn_tensor ti = kn_tensor_host(KN_I32, 1, rs, ids), tl = kn_tensor_host(KN_F32, 1, rs, lse);
+    int rc = kn_row_argmax(be, &ti, &tl, &tx), bad = 0;
+    double e = 0;
+    for (int r = 0; r < R; r++) {
+        int best = 0;
+        double mx = x[r * LDX], s = 0;
+        for (int v = 1; v < V; v++)
+            if (x[r * LDX + v] > x[r * LDX + best])
+                best = v;
+        mx = x[r * LDX + best];
+        for (int v = 0; v < V; v++)
+            s += exp((double)x[r * LDX + v] - mx);
+        bad += ids[r] != best;
+        double d = fabs(lse[r] - (mx + log(s)));
+        e = d > e || isnan(d) ? d : e;
+    }
+    ok(rc == 0 && bad == 0 && ids[0] == 10 && ids[5] == 0 && ids[7] == V - 1 && e < 1e-5,
+       "row_argmax f32 strided, %d threads: %d ids differ, lse max err %.3g", threads, bad, e);
+    /* bf16 rows, no lse */
+    uint16_t *xb = xmalloc(R * V * 2);
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++)
+            xb[r * V + v] = kn_f32_to_bf16(x[r * LDX + v]);
+    struct kn_tensor bx = kn_tensor_host(KN_BF16, 2, sh, xb);
+    rc = kn_row_argmax(be, &ti, NULL, &bx);
+    bad = 0;
+    for (int r = 0; r < R; r++) {
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (kn_bf16_to_f32(xb[r * V + v]) > kn_bf16_to_f32(xb[r * V + best]))
+                best = v;
+        bad += ids[r] != best;
+    }
+    ok(rc == 0 && bad == 0, "row_argmax bf16 without lse, %d threads", threads);
+    free(xb);
+    free(x);
+    kn_backend_set_threads(be, 1);
+}
+
+static void test_row_argmax_checks(struct kn_backend *be)
+{
+    float x[4 * 5] = { 0 }, l[4];
+    int32_t ids[4];
+    int64_t xs[2] = { 4, 5 }, s4[1] = { 4 }, s3[1] = { 3 };
+    struct kn_tensor tx = kn_tensor_host(KN_F32, 2, xs, x), ti = kn_tensor_host(KN_I32, 1, s4, ids);
+    struct kn_tensor tl = kn_tensor_host(KN_F32, 1, s4, l), ti3 = kn_tensor_host(KN_I32, 1, s3, ids);
+    struct kn_tensor tif = kn_tensor_host(KN_F32, 1, s4, ids), tl3 = kn_tensor_host(KN_F32, 1, s3, l);
+    ok(kn_row_argmax(be, &ti, &tl, &tx) == 0 && ids[0] == 0 && fabsf(l[0] - logf(5.0f)) < 1e-6f,
+       "row_argmax of a constant row: id 0, lse log(V)");
+    ok(kn_row_argmax(be, &ti3, NULL, &tx) < 0, "row_argmax: ids of the wrong length rejected");
+    ok(kn_row_argmax(be, &tif, NULL, &tx) < 0, "row_argmax: f32 ids rejected");
+    ok(kn_row_argmax(be, &ti, &tl3, &tx) < 0, "row_argmax: lse of the wrong length rejected");
+    ok(strcmp(kn_op_name(KN_OP_ROW_ARGMAX), "row_argmax") == 0, "row_argmax op name");
+}
+
 int main(void)
 {
     log_set_level(-1);
@@ -147,6 +221,9 @@ int main(void)
     test_dwconv(be, 1);
     test_dwconv(be, 3);
     test_checks(be);
+    test_row_argmax(be, 1);
+    test_row_argmax(be, 3);
+    test_row_argmax_checks(be);
     kn_backend_free(be);
     return tap_done();
 }

@@ -254,6 +254,21 @@ static void check_golden(const char *name, struct kn_backend *be)
         free(cl);
         total += (size_t)nc;
     }
+    /* argmax alone (no log-probs to the host) */
+    {
+        json_t *cs = json_array_get(cases, 0), *g0 = json_array_get(json_object_get(cs, "clips"), 0);
+        struct clip_run r0;
+        clip_setup(&r0, g0, json_string_value(json_object_get(cs, "language")),
+                   json_is_true(json_object_get(cs, "use_itn")), in, 0);
+        struct sensevoice_clip c0 = r0.c;
+        c0.logprobs = NULL;
+        int rc = sensevoice_forward(m, &c0, 1), bad = 0;
+        json_t *am = json_object_get(g0, "argmax");
+        for (int t = 0; t < c0.n_frames + 4; t++)
+            bad += c0.argmax[t] != json_integer_value(json_array_get(am, (size_t)t));
+        ok(rc == 0 && bad == 0, "%s: argmax without log-probs identical (%d differ)", name, bad);
+        clip_free(&r0);
+    }
     /* every clip in one batch, each with its own prompt, plus an empty clip in the middle */
     struct clip_run *r = xcalloc(total + 1, sizeof(*r));
     struct sensevoice_clip *cl = xcalloc(total + 1, sizeof(*cl));

@@ -509,7 +509,7 @@ void sensevoice_free(struct sensevoice *m)
     for (size_t j = 0; j < ARRAY_SIZE(w); j++)
         kn_tensor_free(w[j]);
     struct sv_buf *b[] = { &m->x0, &m->x, &m->h, &m->qkv, &m->att, &m->o, &m->fs, &m->ff,
-                           &m->lg, &m->seq };
+                           &m->lg, &m->seq, &m->ids, &m->lse };
     for (size_t j = 0; j < ARRAY_SIZE(b); j++)
         kn_tensor_free(&b[j]->t);
     free(m->embed);
@@ -517,6 +517,8 @@ void sensevoice_free(struct sensevoice *m)
     free(m->h_in);
     free(m->h_rows);
     free(m->h_start);
+    free(m->h_ids);
+    free(m->h_lse);
     st_close(&m->st);
     tz_close(&m->pt);
     free(m);

@@ -5,8 +5,8 @@
  * then the features, all scaled by sqrt(output_size) plus the sinusoidal
  * position code (assembled on the host); encoders0 + encoders (pre-LN SAN-M
  * blocks: attention within the clip + FSMN memory, ReLU MLP), after_norm,
- * tp_encoders, tp_norm; then the CTC head by row chunks, log_softmax and
- * argmax on the host. Clips never see each other (seq_start bounds).
+ * tp_encoders, tp_norm; then the CTC head by row chunks with argmax and
+ * logsumexp on the backend (log_softmax rows finished on the host). Clips never see each other (seq_start bounds).
  */
 #include <math.h>
 #include <stdio.h>
@@ -216,7 +216,8 @@ static int hidden_out(struct sensevoice *m, struct sensevoice_clip *c, int n, in
     return 0;
 }
 
-/* CTC head by row chunks: logits on the backend, log_softmax and argmax here. */
+/* CTC head by row chunks: logits, argmax and logsumexp per row on the
+ * backend; the logits come to the host only for clips that want log-probs. */
 static int ctc_out(struct sensevoice *m, struct sensevoice_clip *c, int n, int64_t T)
 {
     int64_t D = m->info.hidden_size, V = m->info.vocab_size;
@@ -227,40 +228,43 @@ static int ctc_out(struct sensevoice *m, struct sensevoice_clip *c, int n, int64
         return 0;
     int64_t R = (4 << 20) / V;      /* about 16 MB of logits at a time */
     R = R < 1 ? 1 : R > T ? T : R;
-    if (buf_reserve(m, &m->lg, KN_F32, R * V) < 0)
+    if (buf_reserve(m, &m->lg, KN_F32, R * V) < 0 || buf_reserve(m, &m->ids, KN_I32, R) < 0 ||
+        buf_reserve(m, &m->lse, KN_F32, R) < 0)
         return -1;
-    if (R * V > m->h_rows_cap) {
-        m->h_rows_cap = R * V;
-        m->h_rows = xrealloc(m->h_rows, (size_t)m->h_rows_cap * sizeof(float));
-    }
+    m->h_ids = xrealloc(m->h_ids, (size_t)R * sizeof(int32_t));
+    m->h_lse = xrealloc(m->h_lse, (size_t)R * sizeof(float));
     int ci = 0;
     for (int64_t r0 = 0; r0 < T; r0 += R) {
-        int64_t nr = T - r0 < R ? T - r0 : R;
+        int64_t nr = T - r0 < R ? T - r0 : R, sh[1] = { nr }, st[1] = { 1 };
         struct kn_tensor x = mat(&m->x, nr, D, D, r0 * D), lg = mat(&m->lg, nr, V, V, 0);
-        if (linear(m->be, &lg, &x, &m->ctc_w, &m->ctc_b) < 0 || kn_tensor_get(&lg, m->h_rows) < 0)
+        struct kn_tensor ids = kn_tensor_view(&m->ids.t, 1, sh, st, 0);
+        struct kn_tensor lse = kn_tensor_view(&m->lse.t, 1, sh, st, 0);
+        if (linear(m->be, &lg, &x, &m->ctc_w, &m->ctc_b) < 0 ||
+            kn_row_argmax(m->be, &ids, &lse, &lg) < 0 || kn_tensor_get(&ids, m->h_ids) < 0 ||
+            kn_tensor_get(&lse, m->h_lse) < 0)
             return -1;
+        int want_lp = 0;
+        for (int i = clip_of(m->h_start, n, r0, ci); i < n && m->h_start[i] < r0 + nr; i++)
+            want_lp |= c[i].logprobs != NULL;
+        if (want_lp) {
+            if (nr * V > m->h_rows_cap) {
+                m->h_rows_cap = R * V;
+                m->h_rows = xrealloc(m->h_rows, (size_t)m->h_rows_cap * sizeof(float));
+            }
+            if (kn_tensor_get(&lg, m->h_rows) < 0)
+                return -1;
+        }
         for (int64_t k = 0; k < nr; k++) {
             int64_t r = r0 + k;
             ci = clip_of(m->h_start, n, r, ci);
-            if (!c[ci].logprobs && !c[ci].argmax)
-                continue;
-            const float *row = m->h_rows + k * V;
-            int64_t best = 0;
-            for (int64_t v = 1; v < V; v++)
-                if (row[v] > row[best])
-                    best = v;
             int64_t t = r - m->h_start[ci];
             if (c[ci].argmax)
-                c[ci].argmax[t] = (int32_t)best;
+                c[ci].argmax[t] = m->h_ids[k];
             if (c[ci].logprobs) {
-                double s = 0.0;
-                float mx = row[best];
+                const float *row = m->h_rows + k * V;
+                float *out = c[ci].logprobs + t * V, lse_k = m->h_lse[k];
                 for (int64_t v = 0; v < V; v++)
-                    s += expf(row[v] - mx);
-                float lse = mx + (float)log(s);
-                float *out = c[ci].logprobs + t * V;
-                for (int64_t v = 0; v < V; v++)
-                    out[v] = row[v] - lse;
+                    out[v] = row[v] - lse_k;
             }
         }
     }

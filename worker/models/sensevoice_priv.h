@@ -43,10 +43,11 @@ struct sensevoice {
     int64_t pe_rows;
     float *h_in, *h_rows;           /* assembled input; downloaded rows */
     int64_t h_in_cap, h_rows_cap;
-    int32_t *h_start;
+    int32_t *h_start, *h_ids;       /* clip row starts; argmax of a CTC chunk */
+    float *h_lse;                   /* logsumexp of a CTC chunk's rows */
     int h_start_cap;
     /* backend scratch */
-    struct sv_buf x0, x, h, qkv, att, o, fs, ff, lg, seq;
+    struct sv_buf x0, x, h, qkv, att, o, fs, ff, lg, seq, ids, lse;
 };
 
 #endif
