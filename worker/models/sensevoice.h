@@ -70,7 +70,10 @@ const struct sensevoice_info *sensevoice_get_info(const struct sensevoice *m);
 
 /* One clip of a batch. The caller owns every buffer; NULL outputs are not
  * computed. Output row r is encoder frame r: rows 0..3 are the prompt
- * frames (language, event, emotion, textnorm), row 4 + t is feature row t. */
+ * frames (language, event, emotion, textnorm), row 4 + t is feature row t,
+ * i.e. the audio from t * lfr_n * frame_shift ms (60 ms per frame with
+ * SenseVoice's frontend; FunASR's timestamps put a token of frames
+ * [s, e) after the prompt at max(s*60-30, 0) .. e*60-30 ms). */
 struct sensevoice_clip {
     const float *feats;         /* (n_frames, input_dim) f32, host (fbank+LFR+CMVN) */
     int n_frames;               /* >= 0 (0: only the prompt is run) */
