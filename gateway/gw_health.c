@@ -96,6 +96,7 @@ static void apply_load(struct gw_bhealth *hs, const char *body, size_t len)
     hs->kv_free = json_integer_value(json_object_get(j, "kv_blocks_free"));
     hs->kv_total = json_integer_value(json_object_get(j, "kv_blocks_total"));
     hs->has_load = 1;
+    hs->done_since_load = 0;
     json_decref(j);
 }
 

@@ -157,6 +157,7 @@ static void detach_upstream(struct gw_request *req, int reusable)
     bufferevent_setcb(req->up->bev, NULL, NULL, NULL, NULL);
     req->backend->in_flight--;
     req->backend->hs->in_flight--;
+    req->backend->hs->done_since_load++;
     gw_upstream_release(req->up, reusable, req->model->keepalive);
     req->up = NULL;
 }

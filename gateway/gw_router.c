@@ -728,8 +728,11 @@ static int backend_load_cmp(const struct gw_backend *a, const struct gw_backend 
 {
     const struct gw_bhealth *x = a->hs, *y = b->hs;
     if (x->has_load && y->has_load) {
-        if (x->waiting != y->waiting)
-            return x->waiting < y->waiting ? -1 : 1;
+        int64_t wx = x->waiting - x->done_since_load, wy = y->waiting - y->done_since_load;
+        wx = wx < 0 ? 0 : wx;
+        wy = wy < 0 ? 0 : wy;
+        if (wx != wy)
+            return wx < wy ? -1 : 1;
         /* free share of the KV cache (backends differ in size): x_free/x_total
          * against y_free/y_total, cross-multiplied; absolute when a total is 0 */
         int64_t fx = x->kv_free, fy = y->kv_free;

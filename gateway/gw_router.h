@@ -34,6 +34,8 @@ struct gw_bhealth {
     int     has_load;           /* /load answered */
     int64_t waiting, running, kv_free, kv_total;
     int     in_flight;          /* across routers (spawned replicas) */
+    int     done_since_load;    /* our requests on it that ended since the last /load:
+                                 * they cannot still be among its "waiting" */
 };
 
 struct gw_backend {
