@@ -1,9 +1,10 @@
 /*
  * main.c -- llmux-worker: flags (vLLM's names), the task (chat, embed,
- * rerank: config.json's architectures or --task), loading the model folder
- * (tokenizer, chat template, weights, generation_config.json defaults), the
- * chat engine or the encode engine, the HTTP server and the signals. A bad
- * flag or a folder that cannot be served exits 2 (fatal: no respawn).
+ * rerank: config.json's architectures; transcribe: a SenseVoiceSmall
+ * config.yaml; or --task), loading the model folder (tokenizer, chat
+ * template, weights, generation_config.json defaults), the chat, encode or
+ * speech engine, the HTTP server and the signals. A bad flag or a folder
+ * that cannot be served exits 2 (fatal: no respawn).
  */
 #include "config.h"
 
@@ -13,9 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
+
+#include "asr.h"
+#include "audio/audio.h"
 
 #include "chat_template.h"
 #include "encode.h"
@@ -25,7 +30,9 @@
 #include "log.h"
 #include "model.h"
 #include "reasoning.h"
+#include "sensevoice.h"
 #include "server.h"
+#include "spm_model.h"
 #include "tokenizer.h"
 #include "toolcall.h"
 #include "util.h"
@@ -42,9 +49,14 @@ struct opts {
     int reasoning, toolcall, prefix_caching;
     size_t max_body;
     int task;                   /* -1: from config.json */
-    int batched_given;
+    int batched_given, seqs_given;
     int max_batch_inputs;
+    double max_audio_seconds;
 };
+
+#define ASR_DEFAULT_SEQS 32
+#define ASR_SEGMENT_S    30.0
+#define ASR_FRAMES_PER_SEQ 500      /* 30 s of features (60 ms frames) */
 
 #define ENC_DEFAULT_BATCHED_TOKENS 16384
 
@@ -57,9 +69,14 @@ static void usage(FILE *f)
             "  --device cpu|cuda|auto         backend (default cpu)\n"
             "  --served-name NAME             model name clients use (repeatable; default: the folder name)\n"
             "  --max-model-len N              prompt + output tokens (default: the model's, bounded by the KV cache)\n"
-            "  --max-num-seqs N               running sequences (default 256)\n"
+            "  --max-num-seqs N               running sequences (default 256; transcribe: audio\n"
+            "                                 segments per encoder batch, default 32)\n"
             "  --max-num-batched-tokens N     tokens per engine step (default 2048; encoders: 16384)\n"
-            "  --task chat|embed|rerank|score what to serve (default: from config.json architectures)\n"
+            "  --task chat|embed|rerank|score|transcribe\n"
+            "                                 what to serve (default: from config.json architectures,\n"
+            "                                 or config.yaml model SenseVoiceSmall: transcribe)\n"
+            "  --max-audio-seconds S          transcribe: longest audio accepted (default 600; cut\n"
+            "                                 at silences into <= 30 s segments)\n"
             "  --max-batch-inputs N           encoders: inputs (or pairs) per request (default 2048)\n"
             "  --block-size N                 tokens per KV block (default 16)\n"
             "  --kv-cache-memory SIZE         KV cache bytes, suffix k/m/g (default 1g)\n"
@@ -113,7 +130,7 @@ static int parse_int(const char *flag, const char *s, int lo, int *out)
 enum {
     OPT_MODEL = 256, OPT_LISTEN, OPT_DEVICE, OPT_SERVED, OPT_MAXLEN, OPT_SEQS, OPT_BATCHED,
     OPT_BLOCK, OPT_KV, OPT_THREADS, OPT_REASONING, OPT_TOOL, OPT_PC, OPT_NO_PC, OPT_SEED,
-    OPT_LOGLEVEL, OPT_BODY, OPT_TASK, OPT_BATCH_INPUTS
+    OPT_LOGLEVEL, OPT_BODY, OPT_TASK, OPT_BATCH_INPUTS, OPT_AUDIO_S
 };
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -139,6 +156,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         { "max-body-size", required_argument, NULL, OPT_BODY },
         { "task", required_argument, NULL, OPT_TASK },
         { "max-batch-inputs", required_argument, NULL, OPT_BATCH_INPUTS },
+        { "max-audio-seconds", required_argument, NULL, OPT_AUDIO_S },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 }
@@ -161,7 +179,22 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->served[o->n_served++] = optarg;
             break;
         case OPT_MAXLEN: if (parse_int("--max-model-len", optarg, 2, &o->max_model_len)) return -1; break;
-        case OPT_SEQS: if (parse_int("--max-num-seqs", optarg, 1, &o->max_num_seqs)) return -1; break;
+        case OPT_SEQS:
+            if (parse_int("--max-num-seqs", optarg, 1, &o->max_num_seqs)) return -1;
+            o->seqs_given = 1;
+            break;
+        case OPT_AUDIO_S: {
+            char *end;
+            errno = 0;
+            double v = strtod(optarg, &end);
+            if (errno || end == optarg || *end != '\0' || !(v > 0) || v > 86400) {
+                fprintf(stderr, "llmux-worker: invalid value \"%s\" for --max-audio-seconds\n",
+                        optarg);
+                return -1;
+            }
+            o->max_audio_seconds = v;
+            break;
+        }
         case OPT_BATCHED:
             if (parse_int("--max-num-batched-tokens", optarg, 1, &o->max_num_batched_tokens)) return -1;
             o->batched_given = 1;
@@ -173,8 +206,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 o->task = WK_TASK_EMBED;
             else if (strcmp(optarg, "rerank") == 0 || strcmp(optarg, "score") == 0)
                 o->task = WK_TASK_RERANK;
+            else if (strcmp(optarg, "transcribe") == 0 || strcmp(optarg, "transcription") == 0)
+                o->task = WK_TASK_TRANSCRIBE;
             else {
-                fprintf(stderr, "llmux-worker: --task must be chat, embed, rerank or score\n");
+                fprintf(stderr, "llmux-worker: --task must be chat, embed, rerank, score or "
+                        "transcribe\n");
                 return -1;
             }
             break;
@@ -302,9 +338,21 @@ static void add_eos(int32_t **eos, int *n, int32_t id)
 
 /* The task config.json's "architectures" names: XLMRobertaModel embeds,
  * XLMRobertaForSequenceClassification reranks, anything else chats (the
- * chat loader judges it). */
+ * chat loader judges it). A folder with config.yaml naming model
+ * SenseVoiceSmall (and no config.json) transcribes. */
 static int task_from_config(const char *dir)
 {
+    char *cj = xasprintf("%s/config.json", dir), *cy = xasprintf("%s/config.yaml", dir);
+    int has_json = access(cj, F_OK) == 0, has_yaml = access(cy, F_OK) == 0;
+    free(cj);
+    free(cy);
+    if (!has_json && has_yaml) {
+        struct sensevoice_info si;
+        char err[256];
+        if (sensevoice_read_config(dir, &si, err, sizeof(err)) == 0)
+            return WK_TASK_TRANSCRIBE;
+        log_warn("config.yaml: %s", err);
+    }
     char *path = xasprintf("%s/config.json", dir);
     json_t *c = json_load_file(path, 0, NULL);
     free(path);
@@ -424,12 +472,106 @@ static int run_encoder(struct wk *w, const struct opts *o, struct event **sigter
     return 0;
 }
 
+static int sv_forward_cb(void *arg, struct sensevoice_clip *clips, int n)
+{
+    return sensevoice_forward(arg, clips, n);
+}
+
+/* The pieces of the model's SentencePiece file (or tokens.json); they must
+ * cover the CTC vocabulary. NULL (logged) when neither loads. */
+static struct spm_model *load_pieces(const char *dir, int vocab)
+{
+    char err[256] = "", err2[256] = "";
+    char *p = xasprintf("%s/chn_jpn_yue_eng_ko_spectok.bpe.model", dir);
+    struct spm_model *m = spm_model_load(p, err, sizeof(err));
+    free(p);
+    if (m == NULL) {
+        p = xasprintf("%s/tokens.json", dir);
+        m = spm_model_load_tokens_json(p, err2, sizeof(err2));
+        free(p);
+        if (m == NULL) {
+            log_error("no SentencePiece pieces: %s; %s", err, err2);
+            return NULL;
+        }
+        log_notice("pieces from tokens.json (%s)", err);
+    }
+    if (spm_model_size(m) < vocab) {
+        log_error("the SentencePiece model has %d pieces but the CTC head %d ids",
+                  spm_model_size(m), vocab);
+        spm_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* A transcribe worker: backend, SenseVoice, front end, pieces, speech
+ * engine, server, loop. 0 after a clean stop, -1 (logged). main frees. */
+static int run_transcribe(struct wk *w, const struct opts *o, struct event **sigterm,
+                          struct event **sigint)
+{
+    char err[512] = "";
+    if ((w->be = kn_backend_init(o->device, 0)) == NULL) {
+        log_error("backend %s could not start", o->device);
+        return -1;
+    }
+    if (kn_backend_set_threads(w->be, o->threads) < 0)
+        return -1;
+    if ((w->sv = sensevoice_load(o->model, w->be, err, sizeof(err))) == NULL) {
+        log_error("model: %s", err);
+        return -1;
+    }
+    const struct sensevoice_info *si = sensevoice_get_info(w->sv);
+    if ((w->frontend = fbank_frontend_load(o->model, err, sizeof(err))) == NULL) {
+        log_error("front end: %s", err);
+        return -1;
+    }
+    if (fbank_frontend_dim(w->frontend) != si->input_dim) {
+        log_error("the front end makes %d-wide features but the model takes %d",
+                  fbank_frontend_dim(w->frontend), si->input_dim);
+        return -1;
+    }
+    if ((w->spm = load_pieces(o->model, si->vocab_size)) == NULL)
+        return -1;
+    w->base = event_base_new();
+    if (w->base == NULL || wk_server_notify_init(w) < 0)
+        return -1;
+    int seqs = o->seqs_given ? o->max_num_seqs : ASR_DEFAULT_SEQS;
+    struct asr_config ac = {
+        .max_num_seqs = seqs, .max_batch_frames = (long)seqs * ASR_FRAMES_PER_SEQ,
+        .max_audio_seconds = o->max_audio_seconds, .max_segment_seconds = ASR_SEGMENT_S,
+        .blank_id = si->blank_id, .frontend = w->frontend, .forward = sv_forward_cb,
+        .forward_arg = w->sv, .warmup = 1
+    };
+    if ((w->asrq = asr_start(&ac, wk_engine_notify, w, err, sizeof(err))) == NULL) {
+        log_error("speech engine: %s", err);
+        return -1;
+    }
+    w->api.served_names = w->served;
+    w->api.n_served = w->n_served;
+    w->max_body = o->max_body;
+    w->started = wall_time_s();
+    if (wk_server_listen(w, o->listen) < 0)
+        return -1;
+    *sigterm = evsignal_new(w->base, SIGTERM, signal_cb, w);
+    *sigint = evsignal_new(w->base, SIGINT, signal_cb, w);
+    event_add(*sigterm, NULL);
+    event_add(*sigint, NULL);
+    log_notice("serving %s (task transcribe, %s: hidden %d, %d+%d blocks, vocab %d) as \"%s\" on "
+               "%s: max_audio_seconds %g, batches of at most %d segments, device %s, %d thread(s)",
+               o->model, si->arch_name, si->hidden_size, si->n_blocks, si->tp_blocks,
+               si->vocab_size, w->served[0], o->listen, o->max_audio_seconds, seqs, o->device,
+               o->threads);
+    event_base_dispatch(w->base);
+    log_notice("stopped");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o = { .device = "cpu", .max_num_seqs = 256, .max_num_batched_tokens = 2048,
                       .block_size = 16, .threads = 1, .kv_cache_bytes = (size_t)1 << 30,
                       .prefix_caching = 1, .max_body = (size_t)32 << 20, .task = -1,
-                      .max_batch_inputs = 2048 };
+                      .max_batch_inputs = 2048, .max_audio_seconds = 600 };
     struct wk w;
     struct event *sigterm = NULL, *sigint = NULL;
     int32_t *eos = NULL;
@@ -463,6 +605,11 @@ int main(int argc, char **argv)
     }
     w.task = o.task >= 0 ? o.task : task_from_config(o.model);
     w.max_batch_inputs = o.max_batch_inputs;
+    if (w.task == WK_TASK_TRANSCRIBE) {
+        if (run_transcribe(&w, &o, &sigterm, &sigint) == 0)
+            rc = 0;
+        goto out;
+    }
     if ((w.tok = tokenizer_load(o.model, err, sizeof(err))) == NULL) {
         log_error("tokenizer: %s", err);
         goto out;
@@ -559,6 +706,8 @@ out:
         engine_stop(w.eng);
     if (w.encq)
         encode_stop(w.encq);
+    if (w.asrq)
+        asr_stop(w.asrq);
     if (w.base) {
         wk_server_notify_free(&w);
         event_base_free(w.base);
@@ -567,6 +716,12 @@ out:
         model_free(w.model);
     if (w.encoder)
         encoder_free(w.encoder);
+    if (w.sv)
+        sensevoice_free(w.sv);
+    if (w.frontend)
+        fbank_frontend_free(w.frontend);
+    if (w.spm)
+        spm_model_free(w.spm);
     if (w.be)
         kn_backend_free(w.be);
     if (w.tmpl)

@@ -3,7 +3,8 @@
  * request at a time, keep-alive, header and body limits), the route table,
  * plain and chunked SSE responses, the engine's eventfd, and the graceful
  * stop. A client that goes away aborts its generation (or its encoder
- * request) at once. Routes are per task: chat, embed or rerank.
+ * request, its transcription) at once. Routes are per task: chat, embed,
+ * rerank or transcribe.
  */
 #include "server.h"
 
@@ -28,6 +29,8 @@
 #include "api/api.h"
 #include "api/encode_job.h"
 #include "api/generate.h"
+#include "api/transcribe.h"
+#include "asr.h"
 #include "encode.h"
 #include "engine.h"
 #include "http.h"
@@ -55,6 +58,7 @@ struct wk_conn {
     int streaming;              /* SSE headers sent */
     struct wk_gen *gen;
     struct wk_enc *enc;
+    struct wk_asr *asr;
     struct event *resume_ev;
 };
 
@@ -80,11 +84,14 @@ void wk_conn_set_gen(struct wk_conn *c, struct wk_gen *g) { c->gen = g; }
 
 void wk_conn_set_enc(struct wk_conn *c, struct wk_enc *j) { c->enc = j; }
 
+void wk_conn_set_asr(struct wk_conn *c, struct wk_asr *j) { c->asr = j; }
+
 const char *wk_task_name(int task)
 {
     switch (task) {
     case WK_TASK_EMBED: return "embed";
     case WK_TASK_RERANK: return "rerank";
+    case WK_TASK_TRANSCRIBE: return "transcribe";
     default: return "chat";
     }
 }
@@ -92,7 +99,7 @@ const char *wk_task_name(int task)
 /* Nothing in flight: a stopping worker may exit. */
 static int wk_idle(const struct wk *w)
 {
-    return w->n_conns == 0 && w->gens == NULL && w->encs == NULL;
+    return w->n_conns == 0 && w->gens == NULL && w->encs == NULL && w->asrs == NULL;
 }
 
 /* ---- connections ----------------------------------------------------------- */
@@ -109,6 +116,11 @@ static void conn_free(struct wk_conn *c)
         log_info("client closed the connection during %s: cancelling", c->path ? c->path : "-");
         enc_job_abort(c->enc);      /* clears c->enc */
         c->enc = NULL;
+    }
+    if (c->asr != NULL) {
+        log_info("client closed the connection during %s: cancelling", c->path ? c->path : "-");
+        asr_job_abort(c->asr);      /* clears c->asr */
+        c->asr = NULL;
     }
     if (c->prev)
         c->prev->next = c->next;
@@ -220,6 +232,7 @@ static void conn_finish(struct wk_conn *c)
     struct wk *w = c->w;
     c->gen = NULL;
     c->enc = NULL;
+    c->asr = NULL;
     c->streaming = 0;
     evbuffer_drain(c->body, evbuffer_get_length(c->body));
     if (!c->keep_alive || w->shutting_down || c->body_too_large) {
@@ -326,7 +339,9 @@ struct route {
 #define T_CHAT   (1u << WK_TASK_CHAT)
 #define T_EMBED  (1u << WK_TASK_EMBED)
 #define T_RERANK (1u << WK_TASK_RERANK)
-#define T_ALL    (T_CHAT | T_EMBED | T_RERANK)
+#define T_ASR    (1u << WK_TASK_TRANSCRIBE)
+#define T_ALL    (T_CHAT | T_EMBED | T_RERANK | T_ASR)
+#define T_TOK    (T_CHAT | T_EMBED | T_RERANK)
 
 static const struct route ROUTES[] = {
     { HTTP_POST, "/v1/chat/completions", api_chat_completions, T_CHAT },
@@ -338,8 +353,10 @@ static const struct route ROUTES[] = {
     { HTTP_POST, "/v2/rerank", api_rerank, T_RERANK },
     { HTTP_POST, "/v1/score", api_score, T_RERANK },
     { HTTP_POST, "/score", api_score, T_RERANK },
-    { HTTP_POST, "/tokenize", api_tokenize, T_ALL },
-    { HTTP_POST, "/detokenize", api_detokenize, T_ALL },
+    { HTTP_POST, "/v1/audio/transcriptions", api_transcriptions, T_ASR },
+    { HTTP_POST, "/v1/audio/translations", api_translations, T_ASR },
+    { HTTP_POST, "/tokenize", api_tokenize, T_TOK },
+    { HTTP_POST, "/detokenize", api_detokenize, T_TOK },
     { HTTP_GET, "/v1/models", api_models, T_ALL },
     { HTTP_GET, "/health", api_health, T_ALL },
     { HTTP_GET, "/load", api_load, T_ALL },
@@ -349,7 +366,8 @@ static const struct route ROUTES[] = {
 /* The task a route needs (for the message when this worker's task lacks it). */
 static const char *route_task_name(unsigned tasks)
 {
-    return (tasks & T_CHAT) ? "chat" : (tasks & T_EMBED) ? "embed" : "rerank or score";
+    return (tasks & T_CHAT) ? "chat" : (tasks & T_EMBED) ? "embed" :
+           (tasks & T_RERANK) ? "rerank or score" : "transcribe";
 }
 
 static void conn_dispatch(struct wk_conn *c)
@@ -509,6 +527,13 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
             enc_dispatch_output(w, o);      /* frees o */
         }
     }
+    if (w->asrq != NULL) {
+        struct asr_output *o = asr_take_outputs(w->asrq), *next;
+        for (; o != NULL; o = next) {
+            next = o->next;
+            asr_dispatch_output(w, o);      /* frees o */
+        }
+    }
     if (w->shutting_down && wk_idle(w))
         event_base_loopexit(w->base, NULL);
 }
@@ -540,7 +565,7 @@ void wk_server_notify_free(struct wk *w)
 static void stop_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct wk *w = arg;
-    if (w->gens != NULL || w->encs != NULL)
+    if (w->gens != NULL || w->encs != NULL || w->asrs != NULL)
         log_warn("graceful stop: aborting the requests still running");
     while (w->conns != NULL)
         conn_free(w->conns);    /* aborts their generations */
@@ -580,6 +605,7 @@ void wk_server_free(struct wk *w)
     while (w->gens != NULL)
         gen_abort(w->gens);
     enc_jobs_free_all(w);
+    asr_jobs_free_all(w);
     if (w->listener)
         evconnlistener_free(w->listener);
     w->listener = NULL;

@@ -29,10 +29,15 @@ struct wk_enc;
 struct encoder;
 struct encode_engine;
 struct enc_prep;
+struct wk_asr;
+struct asr_engine;
+struct spm_model;
+struct sensevoice;
+struct fbank_frontend;
 
 /* What the worker serves (its routes): from config.json's architectures
  * or --task. */
-enum wk_task { WK_TASK_CHAT = 0, WK_TASK_EMBED, WK_TASK_RERANK };
+enum wk_task { WK_TASK_CHAT = 0, WK_TASK_EMBED, WK_TASK_RERANK, WK_TASK_TRANSCRIBE };
 const char *wk_task_name(int task);
 
 struct wk {
@@ -51,6 +56,12 @@ struct wk {
     struct enc_prep *prep;          /* their tokenizing thread (started on first use) */
     int max_batch_inputs;
     int enc_hidden, enc_n_labels, enc_colbert_dim, enc_has_sparse, enc_has_colbert;
+    /* transcribe workers (SenseVoice) */
+    struct sensevoice *sv;
+    struct fbank_frontend *frontend;
+    struct spm_model *spm;          /* the .bpe.model pieces: ids -> text */
+    struct asr_engine *asrq;
+    struct wk_asr *asrs;            /* transcriptions in flight */
     char **served;                  /* served names (api.served_names) */
     int n_served;
     char *model_dir;
@@ -104,6 +115,8 @@ void wk_conn_sse_end(struct wk_conn *c);
 void wk_conn_set_gen(struct wk_conn *c, struct wk_gen *g);
 /* The same for an encoder request (cancelled if the client goes away). */
 void wk_conn_set_enc(struct wk_conn *c, struct wk_enc *j);
+/* The same for a transcription. */
+void wk_conn_set_asr(struct wk_conn *c, struct wk_asr *j);
 struct wk *wk_conn_worker(struct wk_conn *c);
 const char *wk_conn_body(struct wk_conn *c, size_t *len);
 /* Borrowed value of request header <name> (case-insensitive), or NULL. */

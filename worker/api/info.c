@@ -1,7 +1,7 @@
 /*
  * info.c -- GET /v1/models (the served names), /health (200 once the engine
- * has stepped -- encoder workers: once a forward ran -- else 503), /load
- * (the engine's load for the gateway's routing), /version.
+ * has stepped -- encoder and speech workers: once a forward ran -- else
+ * 503), /load (the engine's load for the gateway's routing), /version.
  */
 #include "config.h"
 
@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "asr.h"
 #include "encode.h"
 #include "engine.h"
 #include "server.h"
@@ -43,6 +44,13 @@ void api_models(struct wk_conn *c)
 void api_health(struct wk_conn *c)
 {
     struct wk *w = wk_conn_worker(c);
+    if (w->asrq != NULL) {
+        if (!asr_has_run(w->asrq))
+            wk_conn_error_msg(c, 503, NULL, "the speech model has not run a forward pass yet");
+        else
+            wk_conn_respond(c, 200, "application/json", "", 0);
+        return;
+    }
     if (w->encq != NULL) {
         if (!encode_has_run(w->encq))
             wk_conn_error_msg(c, 503, NULL, "the encoder has not run a forward pass yet");
@@ -81,9 +89,37 @@ static void encode_load_json(struct wk_conn *c, struct wk *w)
     wk_conn_respond_json(c, 200, j);
 }
 
+/* Speech workers: requests running / waiting, segments waiting, batches,
+ * seconds of audio per second. The kv_blocks fields are 0. */
+static void asr_load_json(struct wk_conn *c, struct wk *w)
+{
+    struct asr_load l;
+    asr_get_load(w->asrq, &l);
+    json_t *j = json_object();
+    json_object_set_new(j, "task", json_string(wk_task_name(w->task)));
+    json_object_set_new(j, "running", json_integer(l.running));
+    json_object_set_new(j, "waiting", json_integer(l.waiting));
+    json_object_set_new(j, "segments_waiting", json_integer(l.segments_waiting));
+    json_object_set_new(j, "kv_blocks_free", json_integer(0));
+    json_object_set_new(j, "kv_blocks_total", json_integer(0));
+    json_object_set_new(j, "audio_seconds_per_s", json_real(l.audio_s_per_s));
+    json_object_set_new(j, "batches", json_integer((json_int_t)l.batches));
+    json_object_set_new(j, "requests_done", json_integer((json_int_t)l.requests_done));
+    json_object_set_new(j, "segments_done", json_integer((json_int_t)l.segments_done));
+    json_object_set_new(j, "audio_seconds_done", json_real(l.audio_seconds_done));
+    json_object_set_new(j, "last_batch_seqs", json_integer(l.last_batch_seqs));
+    json_object_set_new(j, "last_batch_frames", json_integer(l.last_batch_frames));
+    json_object_set_new(j, "healthy", json_boolean(asr_has_run(w->asrq)));
+    wk_conn_respond_json(c, 200, j);
+}
+
 void api_load(struct wk_conn *c)
 {
     struct wk *w = wk_conn_worker(c);
+    if (w->asrq != NULL) {
+        asr_load_json(c, w);
+        return;
+    }
     if (w->encq != NULL) {
         encode_load_json(c, w);
         return;
