@@ -142,7 +142,7 @@ static int cuda_supports_op(struct kn_backend *be, enum kn_op op, const struct k
         return src[0]->shape[2] <= KN_CUDA_ATTN_MAX_D;
     if (op == KN_OP_MOE_ROUTE)
         return src[0]->shape[src[0]->ndim - 1] <= KN_CUDA_ROUTE_MAX_E;
-    return (unsigned)op <= KN_OP_SEQ_ATTENTION;    /* ops appended later: not here yet */
+    return (unsigned)op <= KN_OP_ROW_ARGMAX;    /* ops appended later: not here yet */
 }
 
 extern "C" const struct kn_backend_ops kn_cuda_ops = {
@@ -173,4 +173,6 @@ extern "C" const struct kn_backend_ops kn_cuda_ops = {
     /* .layer_norm   = */ kn_cuda_layer_norm,
     /* .act          = */ kn_cuda_act,
     /* .seq_attention = */ kn_cuda_seq_attention,
+    /* .seq_dwconv   = */ kn_cuda_seq_dwconv,
+    /* .row_argmax   = */ kn_cuda_row_argmax,
 };

@@ -3,7 +3,7 @@
  * context, CUDA_CHECK, dtype loads/stores and block reductions for kernels,
  * and the per-family entry points backend.cu puts in the vtable. Each family
  * file (matmul.cu, norm.cu, rope.cu, softmax.cu, elementwise.cu, paged.cu,
- * route.cu, encoder.cu) has three
+ * route.cu, encoder.cu, asr.cu) has three
  * layers: the kernel, a launcher taking a cudaStream_t, and an entry point
  * that asserts what kn_backend.c already validated. No host data here.
  */
@@ -158,5 +158,11 @@ int kn_cuda_act(struct kn_backend *be, struct kn_tensor *y, const struct kn_tens
 int kn_cuda_seq_attention(struct kn_backend *be, struct kn_tensor *out, const struct kn_tensor *q,
                           const struct kn_tensor *k, const struct kn_tensor *v,
                           const struct kn_tensor *seq_start, float scale);
+/* asr.cu */
+int kn_cuda_seq_dwconv(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
+                       const struct kn_tensor *w, const struct kn_tensor *seq_start, int left,
+                       int add_x);
+int kn_cuda_row_argmax(struct kn_backend *be, struct kn_tensor *ids, struct kn_tensor *lse,
+                       const struct kn_tensor *x);
 
 #endif

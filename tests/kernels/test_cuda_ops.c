@@ -4,7 +4,9 @@
  * the chat worker ops also block-boundary and long paged contexts, repeated
  * and bad indices, routing ties; for the encoder ops layer_norm, act and
  * packed seq_attention odd shapes, GQA, empty sequences, in-place and
- * sliced operands; these outputs poisoned with NaN first): the
+ * sliced operands; for the speech ops seq_dwconv at clip boundaries, short
+ * and empty clips, column slices, and row_argmax with ties and logsumexp;
+ * these outputs poisoned with NaN first): the
  * same rounded inputs go to both backends and the outputs must agree within
  * atol + rtol*|ref|; the first 5 mismatches are printed. Prints TAP
  * "1..0 # SKIP no CUDA device" when no device is visible (CI has no GPU).
@@ -686,6 +688,116 @@ static void test_seq_attention(void)
     twin_free(&ts);
 }
 
+/* ---- speech ops (issue 8) ------------------------------------------------------- */
+
+/* One seq_dwconv trial: <ns> clips of lengths len[] (0 allowed), x the V
+ * slice of a fused qkv (T, 3C) as SAN-M reads it, y poisoned. */
+static void dwconv_case(const char *tag, int ns, const int *len, int64_t C, int64_t K, int left,
+                        int add_x, enum kn_dtype xdt, enum kn_dtype wdt, enum kn_dtype ydt)
+{
+    int32_t *st = xmalloc((size_t)(ns + 1) * sizeof(int32_t));
+    int64_t T = 0;
+    for (int s = 0; s < ns; s++) {
+        st[s] = (int32_t)T;
+        T += len[s];
+    }
+    st[ns] = (int32_t)T;
+    struct twin ts = twin_new(KN_I32, 1, (int64_t[]){ ns + 1 }, 0, st);
+    struct twin xb = twin_new(xdt, 2, (int64_t[]){ T, 3 * C }, 2.0f, NULL);
+    struct twin x = twin_view(&xb, 2, (int64_t[]){ T, C }, (int64_t[]){ 3 * C, 1 }, 2 * C);
+    struct twin w = twin_new(wdt, 2, (int64_t[]){ C, K }, 0.5f, NULL);
+    struct twin y = twin_new(ydt, 2, (int64_t[]){ T, C }, 1.0f, NULL);
+    twin_poison(&y);
+    char what[192];
+    snprintf(what, sizeof(what), "seq_dwconv %s: x %s w %s y %s, %d clips, T %lld C %lld K %lld "
+             "left %d%s", tag, kn_dtype_name(xdt), kn_dtype_name(wdt), kn_dtype_name(ydt), ns,
+             (long long)T, (long long)C, (long long)K, left, add_x ? " + x" : "");
+    ok(kn_seq_dwconv(cpu, &y.h, &x.h, &w.h, &ts.h, left, add_x) == 0 &&
+       kn_seq_dwconv(gpu, &y.d, &x.d, &w.d, &ts.d, left, add_x) == 0, "%s runs", what);
+    /* K <= 31 products of terms <= 2 * 0.5, summed in the same order; FMA */
+    twin_same(what, &y, 2e-6, rtol_of(ydt, TOL_F32));
+    twin_free(&ts);
+    twin_free(&xb);
+    twin_free(&w);
+    twin_free(&y);
+    free(st);
+}
+
+static void row_argmax_case(const char *tag, int64_t R, int64_t V, int pad, int with_lse,
+                            enum kn_dtype dt, float scale)
+{
+    struct twin xb = twin_new(dt, 2, (int64_t[]){ R, V + pad }, scale, NULL);
+    struct twin x = twin_view(&xb, 2, (int64_t[]){ R, V }, (int64_t[]){ V + pad, 1 }, pad);
+    int32_t *zero = xcalloc((size_t)R + 1, sizeof(int32_t));
+    struct twin ids = twin_new(KN_I32, 1, (int64_t[]){ R }, 0, zero);
+    struct twin lse = twin_new(KN_F32, 1, (int64_t[]){ R }, 1.0f, NULL);
+    free(zero);
+    twin_poison(&ids);
+    twin_poison(&lse);
+    char what[160];
+    snprintf(what, sizeof(what), "row_argmax %s: %s (%lld,%lld)%s%s", tag, kn_dtype_name(dt),
+             (long long)R, (long long)V, pad ? " column slice" : "", with_lse ? " + lse" : "");
+    ok(kn_row_argmax(cpu, &ids.h, with_lse ? &lse.h : NULL, &x.h) == 0 &&
+       kn_row_argmax(gpu, &ids.d, with_lse ? &lse.d : NULL, &x.d) == 0, "%s runs", what);
+    int32_t *got = xmalloc((size_t)R * sizeof(int32_t) + 1);
+    int64_t diff = 0;
+    kn_tensor_get(&ids.d, got);
+    for (int64_t r = 0; r < R; r++)
+        if (got[r] != ((int32_t *)ids.h.data)[r] && diff++ < 5)
+            diag("row_argmax ids [%lld] cuda %d cpu %d", (long long)r, got[r],
+                 ((int32_t *)ids.h.data)[r]);
+    ok(diff == 0, "%s: ids identical, ties to the lowest index (%lld differ)", what,
+       (long long)diff);
+    if (with_lse)   /* f32 vs double sum of <= 30000 terms in (0, 1] */
+        twin_same(what, &lse, 1e-5, 2e-6);
+    free(got);
+    twin_free(&xb);
+    twin_free(&ids);
+    twin_free(&lse);
+}
+
+static void test_asr_ops(void)
+{
+    dwconv_case("SAN-M", 3, (int[]){ 40, 7, 23 }, 64, 11, 5, 1, KN_F32, KN_F32, KN_F32);
+    dwconv_case("shift", 2, (int[]){ 13, 30 }, 64, 5, 3, 1, KN_F32, KN_F32, KN_F32);
+    dwconv_case("clips shorter than K", 6, (int[]){ 1, 2, 3, 4, 5, 20 }, 37, 11, 5, 1, KN_F32,
+                KN_F32, KN_F32);
+    dwconv_case("empty clips", 5, (int[]){ 0, 9, 0, 0, 6 }, 33, 7, 3, 0, KN_F32, KN_F32, KN_F32);
+    dwconv_case("left 0", 2, (int[]){ 12, 17 }, 300, 4, 0, 1, KN_BF16, KN_BF16, KN_F32);
+    dwconv_case("left K-1", 2, (int[]){ 12, 17 }, 5, 6, 5, 0, KN_F16, KN_F32, KN_F16);
+    dwconv_case("K 1", 1, (int[]){ 9 }, 1, 1, 0, 1, KN_F32, KN_F32, KN_BF16);
+    dwconv_case("SenseVoiceSmall", 4, (int[]){ 171, 60, 171, 5 }, 512, 11, 5, 1, KN_F32, KN_F32,
+                KN_F32);
+    dwconv_case("K 31", 2, (int[]){ 100, 29 }, 130, 31, 17, 1, KN_BF16, KN_F32, KN_BF16);
+    row_argmax_case("one row", 1, 1, 0, 1, KN_F32, 3.0f);
+    row_argmax_case("SenseVoice vocab", 37, 25055, 0, 1, KN_F32, 8.0f);
+    /* bf16 in a tiny range: many exact ties per row */
+    row_argmax_case("ties", 50, 3000, 3, 1, KN_BF16, 0.02f);
+    row_argmax_case("no lse", 21, 777, 5, 0, KN_F16, 4.0f);
+    row_argmax_case("narrow", 300, 7, 0, 1, KN_F32, 1.0f);
+    /* all equal: index 0 */
+    {
+        struct twin x = twin_new(KN_F32, 2, (int64_t[]){ 3, 1000 }, 0.0f, NULL);
+        int32_t z[3] = { 7, 7, 7 }, got[3] = { -1, -1, -1 };
+        struct twin ids = twin_new(KN_I32, 1, (int64_t[]){ 3 }, 0, z);
+        ok(kn_row_argmax(gpu, &ids.d, NULL, &x.d) == 0 && kn_tensor_get(&ids.d, got) == 0 &&
+           got[0] == 0 && got[1] == 0 && got[2] == 0, "row_argmax of equal rows is 0");
+        twin_free(&x);
+        twin_free(&ids);
+    }
+    /* refusal: a host seq_start */
+    struct twin x = twin_new(KN_F32, 2, (int64_t[]){ 4, 8 }, 1.0f, NULL);
+    struct twin y = twin_new(KN_F32, 2, (int64_t[]){ 4, 8 }, 1.0f, NULL);
+    struct twin w = twin_new(KN_F32, 2, (int64_t[]){ 8, 3 }, 1.0f, NULL);
+    struct twin ts = twin_new(KN_I32, 1, (int64_t[]){ 2 }, 0, (int32_t[]){ 0, 4 });
+    ok(kn_seq_dwconv(gpu, &y.d, &x.d, &w.d, &ts.h, 1, 1) == -1,
+       "cuda seq_dwconv refuses a host seq_start");
+    twin_free(&x);
+    twin_free(&y);
+    twin_free(&w);
+    twin_free(&ts);
+}
+
 int main(void)
 {
     const struct kn_backend_ops *ops;
@@ -712,6 +824,7 @@ int main(void)
     test_moe_route();
     test_layer_norm_act();
     test_seq_attention();
+    test_asr_ops();
     ok(kn_backend_sync(gpu) == 0, "stream has no pending error");
     kn_backend_free(gpu);
     kn_backend_free(cpu);
