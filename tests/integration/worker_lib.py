@@ -143,3 +143,100 @@ def run_worker(t, args, timeout=60):
     p = subprocess.run([WORKER] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, cwd=t.dir, timeout=timeout)
     return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
+# ---- speech (task transcribe) ---------------------------------------------------
+
+SENSEVOICE_FRONTEND = os.path.join(lib.SRCDIR, "examples", "models", "sensevoice")
+
+
+def tiny_sensevoice(**flags):
+    """A tiny random SenseVoiceSmall folder (mkmodel --arch sensevoice: model.pt,
+    config.yaml, the real am.mvn, .bpe.model and tokens.json). Made once."""
+    key = ("sensevoice", tuple(sorted(flags.items())))
+    if key in _models:
+        return _models[key]
+    d = tempfile.mkdtemp(prefix="llmux-wk-sv-")
+    atexit.register(shutil.rmtree, d, True)
+    args = [MKMODEL, "--out", d, "--arch", "sensevoice", "--hidden", "32", "--layers", "2",
+            "--tp-layers", "1", "--heads", "4", "--intermediate", "64",
+            "--frontend", SENSEVOICE_FRONTEND]
+    for k, v in flags.items():
+        args += ["--" + k.replace("_", "-"), str(v)]
+    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    if p.returncode != 0:
+        raise lib.TestFailure("mkmodel failed: %s" % p.stdout.decode(errors="replace"))
+    _models[key] = d
+    return d
+
+
+def start_asr(t, model_dir=None, name="sv-tiny", listen="127.0.0.1:0", args=()):
+    """llmux-worker (task transcribe from config.yaml) on a tiny SenseVoice;
+    /health is 200 once it listens (the warm-up forward ran before)."""
+    model_dir = model_dir or tiny_sensevoice()
+    argv = [WORKER, "--model", model_dir, "--listen", listen, "--served-name", name,
+            "--device", "cpu"] + list(args)
+    p = t.spawn(argv, "worker-" + name, capture_stdout=True)
+    line = t.read_line(p, 60.0)
+    m = re.match(r"listening on (\S+)", line or "")
+    if not m:
+        raise lib.TestFailure("llmux-worker did not start (%r, exit %s)\n%s"
+                              % (line, p.poll(), "\n".join(t.diagnostics())))
+    return Worker(t, p, m.group(1), model_dir, name)
+
+
+def multipart(fields, files=(), boundary="llmuxBoundary7a1f"):
+    """(body, content_type) of a multipart/form-data upload: <fields> a list
+    of (name, value) pairs, <files> of (name, filename, bytes)."""
+    out = []
+    for k, v in fields:
+        out.append(("--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n"
+                    % (boundary, k, v)).encode())
+    for k, fn, data in files:
+        out.append(("--%s\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
+                    "Content-Type: application/octet-stream\r\n\r\n" % (boundary, k, fn)).encode())
+        out.append(data + b"\r\n")
+    out.append(("--%s--\r\n" % boundary).encode())
+    return b"".join(out), "multipart/form-data; boundary=" + boundary
+
+
+def transcribe(target, audio, filename="a.wav", path="/v1/audio/transcriptions", timeout=60,
+               **fields):
+    """POST a transcription; <fields> become form fields (lists repeat)."""
+    pairs = []
+    for k, v in fields.items():
+        for x in (v if isinstance(v, (list, tuple)) else [v]):
+            pairs.append((k, x))
+    files = [("file", filename, audio)] if audio is not None else []
+    body, ct = multipart(pairs, files)
+    return lib.post(target, path, body, headers={"Content-Type": ct}, timeout=timeout)
+
+
+def wav_bytes(samples, rate=16000, channels=1, width=2):
+    """A PCM WAV file of integer <samples> (interleaved when channels > 1)."""
+    import io
+    import struct
+    import wave
+    b = io.BytesIO()
+    with wave.open(b, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        fmt = {1: "b", 2: "h", 4: "i"}[width]
+        w.writeframes(struct.pack("<%d%s" % (len(samples), fmt), *samples))
+    return b.getvalue()
+
+
+def tone(seconds, rate=16000, freq=220.0, gap_every=0.0, amp=8000):
+    """<seconds> of a modulated tone; with gap_every > 0, gap_every s of tone
+    then 1 s of silence, repeated."""
+    import math
+    n = int(seconds * rate)
+    out = []
+    for i in range(n):
+        t = i / rate
+        if gap_every > 0 and (t % (gap_every + 1.0)) >= gap_every:
+            out.append(0)
+        else:
+            out.append(int(amp * math.sin(2 * math.pi * freq * t) * (0.6 + 0.4 * math.sin(7 * t))))
+    return out
