@@ -15,5 +15,9 @@ curl -s "$URL/v1/rerank" -H 'Content-Type: application/json' \
      -d '{"model":"bge-reranker-tiny","query":"what is a panda?","documents":["hi","The giant panda is a bear."],"top_n":1}'; echo
 curl -s "$URL/v1/score" -H 'Content-Type: application/json' \
      -d '{"model":"rerank","text_1":"what is a panda?","text_2":["hi","a bear"]}'; echo
+curl -s "$URL/v1/audio/transcriptions" -F model=asr -F response_format=verbose_json \
+     -F file=@"$(dirname "$0")/models/sensevoice/ko.wav"; echo
+curl -s "$URL/v1/audio/transcriptions" -F model=sensevoice-tiny -F response_format=srt \
+     -F language=ko -F file=@"$(dirname "$0")/models/sensevoice/ko.mp3"; echo
 curl -s "$URL/health"; echo
 curl -s "$URL/metrics" | grep '^llmux_requests_total'

@@ -23,3 +23,8 @@ r = client.post("/rerank", cast_to=object,
                 body={"model": "bge-reranker-tiny", "query": "what is a panda?",
                       "documents": ["hi", "The giant panda is a bear."]})
 print([(x["index"], round(x["relevance_score"], 4)) for x in r["results"]])
+# speech to text (multipart upload): text, plus SenseVoice's language/emotion/event
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, "models", "sensevoice", "ko.wav"), "rb") as f:
+    t = client.audio.transcriptions.create(model="asr", file=f, response_format="verbose_json")
+print(repr(t.text), t.language, t.duration, getattr(t, "emotion", None), getattr(t, "event", None))

@@ -9,7 +9,8 @@
 # encoders with the real XLM-R tokenizer: a bge-m3-shaped embedder (dense,
 # sparse and ColBERT heads, CLS pooling, normalized, 8192 positions) and a
 # bge-reranker-shaped cross-encoder: same seed, same bytes; random vectors
-# and scores.
+# and scores; and a tiny random SenseVoiceSmall speech model (the real
+# frontend files and SentencePiece pieces; random transcripts).
 set -eu
 cd "$(dirname "$0")/.."
 sh tests/deps.sh
@@ -38,11 +39,16 @@ xlmr="--hidden 64 --layers 2 --heads 4 --intermediate 128 --dtype bf16 --max-pos
     # shellcheck disable=SC2086
     ./tests/tools/mkmodel --out demo-models/bge-reranker-tiny --arch xlmr-rerank $xlmr \
         --tokenizer ../examples/models/tokenizers/xlmr >/dev/null
+[ -f demo-models/sensevoice-tiny/model.pt ] ||
+    ./tests/tools/mkmodel --out demo-models/sensevoice-tiny --arch sensevoice --hidden 64 \
+        --layers 2 --tp-layers 1 --heads 4 --intermediate 128 --seed 4 \
+        --frontend ../examples/models/sensevoice >/dev/null
 
 pids=""
 cleanup() { [ -n "$pids" ] && kill $pids 2>/dev/null; wait 2>/dev/null; }
 trap cleanup EXIT INT TERM
-# two replicas of the chat model, one B model, an embedder and a reranker
+# two replicas of the chat model, one B model, an embedder, a reranker and
+# a speech model
 for port in 18081 18082; do
     ./llmux-worker --model demo-models/qwen3-tiny-s1 --served-name qwen3-tiny \
         --listen 127.0.0.1:$port --device cpu --max-model-len 2048 \
@@ -60,7 +66,10 @@ pids="$pids $!"
 ./llmux-worker --model demo-models/bge-reranker-tiny --served-name bge-reranker-tiny \
     --listen 127.0.0.1:18085 --device cpu >/dev/null 2>worker-18085.log &
 pids="$pids $!"
-for port in 18081 18082 18083 18084 18085; do      # up once /health answers 200
+./llmux-worker --model demo-models/sensevoice-tiny --served-name sensevoice-tiny \
+    --listen 127.0.0.1:18086 --device cpu >/dev/null 2>worker-18086.log &
+pids="$pids $!"
+for port in 18081 18082 18083 18084 18085 18086; do      # up once /health answers 200
     i=0
     until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do
         i=$((i + 1)); [ $i -lt 300 ] || { echo "worker on $port did not start:"; cat worker-$port.log; exit 1; }
