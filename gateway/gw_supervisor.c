@@ -641,6 +641,8 @@ static struct gw_sup_inst *inst_new(struct gw_sup *sup, const struct gw_model_co
         argv_add(in, "--served-name", mc->served_names[i]);
     for (size_t i = 0; i < mc->n_aliases; i++)
         argv_add(in, "--served-name", mc->aliases[i]);
+    if (mc->task_set)           /* else the worker reads it from the model's config */
+        argv_add(in, "--task", gw_task_name(mc->task));
     argv_add_int(in, "--max-model-len", mc->max_model_len);
     argv_add_int(in, "--max-num-seqs", mc->max_num_seqs);
     argv_add_int(in, "--max-num-batched-tokens", mc->max_num_batched_tokens);

@@ -45,7 +45,8 @@ def environ(pid):
 def test_spawn_two_models_two_replicas(t):
     rt = os.path.join(t.dir, "run")
     http = "runtime_dir %s;\n" % rt
-    http += spawned_block("alpha", "replicas 2; gpus 0 | 1;")
+    http += spawned_block("alpha", "replicas 2; gpus 0 | 1; task chat; max_num_seqs 7; "
+                                   "served_name alpha-too; env LLMUX_TEST_ENV=yes;")
     http += spawned_block("beta", "replicas 2; gpus 2,3|cpu;")
     g = t.start_gateway(http)
     a = wait_state(g, "alpha", "ready")
@@ -58,6 +59,15 @@ def test_spawn_two_models_two_replicas(t):
             env = environ(rep["pid"])
             eq(env.get(b"CUDA_VISIBLE_DEVICES"), want[(name, rep["replica"])],
                "%s#%d CUDA_VISIBLE_DEVICES" % (name, rep["replica"]))
+            if name == "alpha":
+                with open("/proc/%d/cmdline" % rep["pid"], "rb") as f:
+                    argv = f.read().decode().split("\0")
+                for flag, val in (("--task", "chat"), ("--max-num-seqs", "7"), ("--served-name", "alpha"),
+                             ("--served-name", "alpha-too"), ("--max-model-len", "512"),
+                             ("--kv-cache-memory", "32m"), ("--device", "cpu")):
+                    check(any(argv[i] == flag and argv[i + 1] == val for i in range(len(argv) - 1)),
+                          "worker flag %s %s in %r" % (flag, val, argv))
+                eq(env.get(b"LLMUX_TEST_ENV"), b"yes", "env directive")
             sock = os.path.join(rt, "%s.%d.sock" % (name, rep["replica"]))
             check(os.path.exists(sock), "socket %s exists" % sock)
     r = lib.post(g, "/v1/completions", {"model": "beta", "prompt": "hi", "max_tokens": 2}, timeout=30)
