@@ -84,6 +84,8 @@ struct gw_sup_inst {
     gid_t               gid;
     int                 set_uid, set_gid;
     char               *log;
+    char               *sock_dir;       /* runtime_dir, or a directory of its own (user/group) */
+    int                 own_sock_dir;
     int64_t             backoff_min, backoff_max, window_ms, drain_ms;
     int                 max_restarts;
     struct gw_health_conf health;
@@ -565,8 +567,13 @@ static void inst_free(struct gw_sup_inst *in)
         free(r->name);
     }
     free(in->reps);
-    event_free(in->drain_timer);
-    event_free(in->kill_timer);
+    if (in->drain_timer)
+        event_free(in->drain_timer);
+    if (in->kill_timer)
+        event_free(in->kill_timer);
+    if (in->own_sock_dir)
+        rmdir(in->sock_dir);        /* empty once its sockets are unlinked */
+    free(in->sock_dir);
     for (size_t i = 0; i < in->argc; i++)
         free(in->argv[i]);
     free(in->argv);
@@ -601,6 +608,7 @@ static struct gw_sup_inst *inst_new(struct gw_sup *sup, const struct gw_model_co
 {
     struct gw_sup_inst *in = xcalloc(1, sizeof(*in));
     struct event_base *base = sup->gw->base;
+    char *fname = NULL;
     in->sup = sup;
     in->name = xstrdup(mc->name);
     in->sig = xstrdup(sig);
@@ -668,6 +676,27 @@ static struct gw_sup_inst *inst_new(struct gw_sup *sup, const struct gw_model_co
     if (device)
         argv_add(in, "--device", device);
 
+    /* socket file names: the model name with '/' as "%2F"; a worker that
+     * drops privileges gets a directory of its own it may write in */
+    fname = xstrdup("");
+    for (const char *c = mc->name; *c; c++) {
+        char *n = *c == '/' ? xasprintf("%s%%2F", fname) : xasprintf("%s%c", fname, *c);
+        free(fname);
+        fname = n;
+    }
+    if (in->set_uid || in->set_gid) {
+        in->sock_dir = xasprintf("%s/%s.g%d.d", sup->runtime_dir, fname, gen);
+        if ((mkdir(in->sock_dir, 0700) == -1 && errno != EEXIST) ||
+            chown(in->sock_dir, in->set_uid ? in->uid : (uid_t)-1,
+                  in->set_gid ? in->gid : (gid_t)-1) == -1) {
+            snprintf(err, errlen, "model \"%s\": cannot prepare %s for user/group: %s",
+                     mc->name, in->sock_dir, strerror(errno));
+            goto fail;
+        }
+        in->own_sock_dir = 1;
+    } else {
+        in->sock_dir = xstrdup(sup->runtime_dir);
+    }
     in->n_reps = mc->replicas;
     in->reps = xcalloc((size_t)in->n_reps, sizeof(*in->reps));
     for (int i = 0; i < in->n_reps; i++) {
@@ -677,8 +706,8 @@ static struct gw_sup_inst *inst_new(struct gw_sup *sup, const struct gw_model_co
         r->out_fd = -1;
         r->out_buf = evbuffer_new();
         r->name = xasprintf("%s#%d", mc->name, i);
-        r->sock = gen == 0 ? xasprintf("%s/%s.%d.sock", sup->runtime_dir, mc->name, i)
-                           : xasprintf("%s/%s.%d.g%d.sock", sup->runtime_dir, mc->name, i, gen);
+        r->sock = gen == 0 ? xasprintf("%s/%s.%d.sock", in->sock_dir, fname, i)
+                           : xasprintf("%s/%s.%d.g%d.sock", in->sock_dir, fname, i, gen);
         r->url = xasprintf("unix:%s", r->sock);
         if (mc->n_gpus > 0)
             r->gpus = xstrdup(mc->gpus[mc->n_gpus == 1 ? 0 : (size_t)i]);
@@ -689,8 +718,10 @@ static struct gw_sup_inst *inst_new(struct gw_sup *sup, const struct gw_model_co
     }
     in->drain_timer = evtimer_new(base, drain_timer_cb, in);
     in->kill_timer = evtimer_new(base, kill_timer_cb, in);
+    free(fname);
     return in;
 fail:
+    free(fname);
     inst_free(in);
     return NULL;
 }
@@ -725,7 +756,8 @@ static int sup_setup_paths(struct gw_sup *sup, const struct gw_conf *conf, char 
     if (sup->runtime_dir == NULL || (conf->runtime_dir && strcmp(conf->runtime_dir, sup->runtime_dir))) {
         char *dir = conf->runtime_dir ? xstrdup(conf->runtime_dir)
                                       : xasprintf("/tmp/llmux-%d", (int)getpid());
-        if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+        /* 0711: workers that drop privileges reach their own directory in it */
+        if (mkdir(dir, 0711) == -1 && errno != EEXIST) {
             snprintf(err, errlen, "cannot create runtime_dir %s: %s", dir, strerror(errno));
             free(dir);
             return -1;

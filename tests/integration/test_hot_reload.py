@@ -241,3 +241,22 @@ def test_own_log_file(t):
     check("[w#0]" not in log, "nothing relayed to the error log")
     check("exited with status 3; last lines of its log:" in log and "crashing at start as told" in log,
           "the exit status and the tail of its log file in the error log")
+
+
+def test_user_and_slash_name(t):
+    if os.geteuid() != 0:
+        raise lib.Skip("needs root to drop privileges")
+    os.chmod(t.dir, 0o711)                  # the worker reaches its socket directory
+    g = start(t, block("org/m", extra="user nobody;") + block("plain"))
+    m = wait_state(g, "org/m", "ready")
+    wait_state(g, "plain", "ready")
+    pid = m["replicas"][0]["pid"]
+    with open("/proc/%d/status" % pid) as f:
+        uids = [line.split()[1:] for line in f if line.startswith(("Uid:", "Gid:"))]
+    eq(uids[0], ["65534"] * 4, "the worker runs as nobody")
+    eq(uids[1], ["65534"] * 4, "with nobody's primary group")
+    addr = m["replicas"][0]["address"]
+    check("org%2Fm.g0.d/org%2Fm.0.sock" in addr, "its own socket directory: %s" % addr)
+    eq(os.stat(os.path.dirname(addr[5:])).st_uid, 65534, "owned by the user")
+    eq(complete(g, "org/m").status, 200, "it serves")
+    eq(complete(g, "plain").status, 200, "the other model too")
