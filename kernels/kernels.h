@@ -145,7 +145,7 @@ enum kn_op {
     KN_OP_MOE_ROUTE,
     /* the encoder worker's ops (issue 7); cuda: kernels/cuda/encoder.cu */
     KN_OP_LAYER_NORM, KN_OP_ACT, KN_OP_SEQ_ATTENTION,
-    /* the speech worker's ops (issue 8): cpu only so far */
+    /* the speech worker's ops (issue 8); cuda: kernels/cuda/asr.cu */
     KN_OP_SEQ_DWCONV, KN_OP_ROW_ARGMAX,
     KN_OP_COUNT
 };
