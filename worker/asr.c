@@ -59,6 +59,7 @@ void asr_output_free(struct asr_output *o)
     for (int i = 0; i < o->n_segs; i++) {
         free(o->segs[i].ids);
         free(o->segs[i].rows);
+        free(o->segs[i].ends);
     }
     free(o->segs);
     free(o);
@@ -161,6 +162,13 @@ static void job_finish(struct asr_engine *e, struct job *j)
         d->ids = xmalloc((size_t)rows * sizeof(int32_t));
         d->rows = xmalloc((size_t)rows * sizeof(int32_t));
         d->n_ids = sensevoice_ctc_collapse(s->argmax, rows, e->cfg.blank_id, d->ids, d->rows);
+        d->ends = xmalloc((size_t)(d->n_ids > 0 ? d->n_ids : 1) * sizeof(int32_t));
+        for (int k = 0; k < d->n_ids; k++) {
+            int r = d->rows[k];
+            while (r < rows && s->argmax[r] == d->ids[k])
+                r++;
+            d->ends[k] = r;
+        }
     }
 }
 

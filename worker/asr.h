@@ -41,16 +41,17 @@ struct asr_request {
     int use_itn;
 };
 
-/* One recognized segment: the kept CTC ids (rich tags included) and the
- * encoder row of the first frame of each (row r < SV_N_PROMPT is a prompt
- * frame, row SV_N_PROMPT + t is feature frame t, t * frame_s into the
- * segment). */
+/* One recognized segment: the kept CTC ids (rich tags included), the
+ * encoder row of the first frame of each id's run and the row after its
+ * run (row r < SV_N_PROMPT is a prompt frame, row SV_N_PROMPT + t is
+ * feature frame t, t * frame_s into the segment). */
 struct asr_segment {
     double start, end;              /* seconds in the audio */
     int n_frames;                   /* feature frames */
     int n_ids;
     int32_t *ids;
     int32_t *rows;
+    int32_t *ends;
 };
 
 struct asr_output {

@@ -82,8 +82,9 @@ def test_formats(t):
     check(all(0 <= x["start"] <= x["end"] <= v["duration"] + 1e-6 for x in words), "word times")
     check(all(words[i]["start"] <= words[i + 1]["start"] for i in range(len(words) - 1)),
           "words in order")
-    check(all(abs(x["start"] * 1000 / 60 - round(x["start"] * 1000 / 60)) < 1e-6 for x in words),
-          "word starts on 60 ms CTC frames")
+    # FunASR's timing: a CTC frame is 60 ms, a token starts 30 ms before its frame (>= 0)
+    check(all(x["start"] == 0 or abs((x["start"] * 1000 + 30) / 60 - round((x["start"] * 1000 + 30) / 60)) < 1e-6
+              for x in words), "word starts on 60 ms CTC frames: %r" % words[:5])
     srt = transcribe(w, ko, response_format="srt")
     eq(srt.status, 200, "srt")
     if v["text"]:

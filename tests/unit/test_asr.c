@@ -172,6 +172,38 @@ static void test_spm(void)
     t = spm_model_decode(spm, unk, 2, 0);
     ok(strcmp(t, "the \xe2\x81\x87 ") == 0, "unknown as U+2047 (\"%s\")", t);
     free(t);
+    /* DecodeIds of the sentencepiece library (tests/golden/make_asr_golden.py) */
+    p = xasprintf("%s/tests/golden/asr/spm_decode.json", srcdir);
+    json_error_t je;
+    json_t *g = json_load_file(p, 0, &je);
+    free(p);
+    ok(g != NULL, "golden spm_decode.json (%s)", g ? "" : je.text);
+    json_t *cases = json_object_get(g, "cases");
+    size_t ci;
+    json_t *cv;
+    int n_ok = 0, n_ok_tj = 0, n_cases = (int)json_array_size(cases);
+    json_array_foreach(cases, ci, cv) {
+        json_t *ja = json_object_get(cv, "ids");
+        int n = (int)json_array_size(ja);
+        int32_t *v = xmalloc((size_t)(n + 1) * sizeof(int32_t));
+        for (int k = 0; k < n; k++)
+            v[k] = (int32_t)json_integer_value(json_array_get(ja, (size_t)k));
+        const char *want = json_string_value(json_object_get(cv, "text"));
+        char *got = spm_model_decode(spm, v, n, 0), *got_tj = spm_model_decode(tj, v, n, 0);
+        if (strcmp(got, want) == 0)
+            n_ok++;
+        else if (n_ok == (int)ci)      /* the first mismatch */
+            diag("case %zu: got \"%s\" want \"%s\"", ci, got, want);
+        n_ok_tj += strcmp(got_tj, want) == 0;
+        free(got);
+        free(got_tj);
+        free(v);
+    }
+    ok(n_cases > 100 && n_ok == n_cases, "decode = sentencepiece %s DecodeIds on %d/%d cases",
+       json_string_value(json_object_get(g, "sentencepiece")), n_ok, n_cases);
+    ok(n_ok_tj == n_cases, "decode with tokens.json's pieces = the same (%d/%d)", n_ok_tj,
+       n_cases);
+    json_decref(g);
     ok(spm_model_parse("\x0a\x05\x0a\x09", 4, err, sizeof(err)) == NULL, "truncated protobuf: %s",
        err);
     ok(spm_model_parse("", 0, err, sizeof(err)) == NULL, "empty model: %s", err);
@@ -222,15 +254,21 @@ static void test_result(void)
     int32_t ids0[] = { P("<|en|>"), P("<|HAPPY|>"), P("<|Speech|>"), P("<|withitn|>"),
                        P("\xe2\x96\x81the"), P("\xe2\x96\x81" "and"), P("s") };
     int32_t rows0[] = { 0, 1, 2, 3, 4, 14, 20 };
+    int32_t ends0[] = { 1, 2, 3, 4, 6, 16, 22 };
     int32_t ids1[] = { P("<|en|>"), P("<|SAD|>"), P("<|BGM|>"), P("<|withitn|>"),
                        P("\xe2\x96\x81of") };
     int32_t rows1[] = { 0, 1, 2, 3, 9 };
+    int32_t ends1[] = { 1, 2, 3, 4, 11 };
     o.segs[0] = (struct asr_segment){ .start = 1.0, .end = 3.0, .n_frames = 33, .n_ids = 7 };
     o.segs[1] = (struct asr_segment){ .start = 31.0, .end = 32.5, .n_frames = 25, .n_ids = 5 };
     o.segs[0].ids = xmalloc(sizeof(ids0));
     o.segs[0].rows = xmalloc(sizeof(rows0));
     memcpy(o.segs[0].ids, ids0, sizeof(ids0));
     memcpy(o.segs[0].rows, rows0, sizeof(rows0));
+    o.segs[0].ends = xmalloc(sizeof(ends0));
+    memcpy(o.segs[0].ends, ends0, sizeof(ends0));
+    o.segs[1].ends = xmalloc(sizeof(ends1));
+    memcpy(o.segs[1].ends, ends1, sizeof(ends1));
     o.segs[1].ids = xmalloc(sizeof(ids1));
     o.segs[1].rows = xmalloc(sizeof(rows1));
     memcpy(o.segs[1].ids, ids1, sizeof(ids1));
@@ -246,14 +284,16 @@ static void test_result(void)
        "per-segment tags and text tokens");
     ok(r.n_words == 3, "three words (%d)", r.n_words);
     if (r.n_words == 3) {
+        /* FunASR: max(t*60-30 ms, 0) .. end*60-30 ms of the run, from the segment start */
         ok(strcmp(r.words[0].word, "the") == 0 && fabs(r.words[0].start - 1.0) < 1e-9 &&
-           fabs(r.words[0].end - 1.6) < 1e-9, "word 0 at row 4 -> 1.0 s, ends where the next "
-           "begins (%g-%g)", r.words[0].start, r.words[0].end);
-        ok(strcmp(r.words[1].word, "ands") == 0 && fabs(r.words[1].start - 1.6) < 1e-9 &&
-           fabs(r.words[1].end - 2.98) < 1e-9, "word 1 joins a continuation piece, ends at "
-           "the segment's last frame (%g-%g)", r.words[1].start, r.words[1].end);
-        ok(fabs(r.words[2].start - 31.3) < 1e-9, "word 2 in segment 2 at 31 + 5 * 0.06 (%g)",
-           r.words[2].start);
+           fabs(r.words[0].end - 1.09) < 1e-9, "word 0: frames 0-2 -> 1.0-1.09 s (%g-%g)",
+           r.words[0].start, r.words[0].end);
+        ok(strcmp(r.words[1].word, "ands") == 0 && fabs(r.words[1].start - 1.57) < 1e-9 &&
+           fabs(r.words[1].end - 2.05) < 1e-9, "word 1 joins an ASCII continuation piece: "
+           "1.57-2.05 s (%g-%g)", r.words[1].start, r.words[1].end);
+        ok(strcmp(r.words[2].word, "of") == 0 && fabs(r.words[2].start - 31.27) < 1e-9 &&
+           fabs(r.words[2].end - 31.39) < 1e-9, "word 2 in segment 2 (%g-%g)",
+           r.words[2].start, r.words[2].end);
     }
     char *srt = asr_format_srt(&r);
     ok(strcmp(srt, "1\n00:00:01,000 --> 00:00:03,000\nthe ands\n\n"
@@ -297,6 +337,7 @@ static void test_result(void)
     for (int i = 0; i < 2; i++) {
         free(o.segs[i].ids);
         free(o.segs[i].rows);
+        free(o.segs[i].ends);
     }
     free(o.segs);
 }
@@ -506,8 +547,9 @@ static void test_engine(void)
         /* 2 s: 198 fbank frames -> 33 LFR frames; prompt tags + runs */
         ok(s->n_frames == 33, "33 feature frames in 2 s (%d)", s->n_frames);
         ok(s->n_ids >= 4 && s->ids[0] == 24896 && s->rows[0] == 0 && s->ids[3] == 3 &&
-           s->ids[4] == 100 && s->rows[4] == 4 && s->ids[5] == 101 && s->rows[5] == 7,
-           "CTC collapse keeps the prompt tags (ko asked) and run starts with their rows");
+           s->ids[4] == 100 && s->rows[4] == 4 && s->ends[4] == 6 && s->ids[5] == 101 &&
+           s->rows[5] == 7 && s->ends[5] == 9,
+           "CTC collapse keeps the prompt tags (ko asked) and runs with their rows");
     }
     ok(out[3] && out[3]->status == 400 && strstr(out[3]->message, "audio"),
        "corrupt audio: 400 (%s)", out[3] ? out[3]->message : "");

@@ -77,13 +77,6 @@ static void stitch(struct strbuf *b, const char *t)
     strbuf_adds(b, t);
 }
 
-static int is_cjk_start(const char *s)
-{
-    /* U+2E80.. (CJK, kana, hangul, fullwidth) begin with 0xE2 0xBA.. or >= 0xE3 */
-    unsigned char c = (unsigned char)s[0];
-    return c >= 0xE3 && c <= 0xEF;
-}
-
 static void add_word(struct asr_result *r, const char *text, double start, double end)
 {
     r->words = xrealloc(r->words, (size_t)(r->n_words + 1) * sizeof(*r->words));
@@ -93,52 +86,66 @@ static void add_word(struct asr_result *r, const char *text, double start, doubl
     r->n_words++;
 }
 
-/* Words of one segment: a piece starting with U+2581 or a CJK character
- * begins a word; others continue it. Times from the CTC frame of each piece. */
+static int ascii_alpha(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
+            return 0;
+    return 1;
+}
+
+/* Words of one segment as FunASR's SenseVoiceSmall.post() forms them: a
+ * piece starting with U+2581 begins a word (a lone U+2581 is skipped), an
+ * ASCII-letter piece after an ASCII-letter word continues it, any other
+ * piece (CJK, digits, punctuation) is a word of its own. A piece spans its
+ * CTC run: from max(t * 60 - 30 ms, 0) to min(end * 60 - 30 ms, n * 60 -
+ * 30 ms) of the segment's feature frames, as FunASR's timestamps. Tags and
+ * control pieces are left out; pieces on the prompt rows count as frame 0. */
 static void seg_words(const struct spm_model *spm, const struct asr_segment *s, double frame_s,
                       struct asr_result *r)
 {
     static const char ws[] = "\xe2\x96\x81";
-    struct strbuf w = { 0 };
-    double wstart = 0, wend = 0;
-    int have = 0;
-    double seg_last = s->start + s->n_frames * frame_s;
-    if (seg_last > s->end)
-        seg_last = s->end;
+    double half = frame_s / 2, tmax = s->n_frames * frame_s - half;
+    char *prev = NULL;              /* the last word (FunASR's prev_word) */
+    int first = 1;
     for (int i = 0; i < s->n_ids; i++) {
-        if (spm_piece_is_tag(spm, s->ids[i]))
+        int id = s->ids[i];
+        const char *p = spm_model_piece(spm, id);
+        if (p == NULL || spm_piece_is_tag(spm, id) || spm_model_type(spm, id) == SPM_CONTROL)
             continue;
-        const char *p = spm_model_piece(spm, s->ids[i]);
-        if (p == NULL || spm_model_type(spm, s->ids[i]) == SPM_CONTROL)
+        if (strcmp(p, ws) == 0)
             continue;
-        /* prompt rows (a trained model puts the tags there) count as time 0 */
-        int row = s->rows[i] > SV_N_PROMPT ? s->rows[i] - SV_N_PROMPT : 0;
-        double t = s->start + row * frame_s;
-        double tend = seg_last;
-        for (int k = i + 1; k < s->n_ids; k++)
-            if (s->rows[k] >= SV_N_PROMPT && !spm_piece_is_tag(spm, s->ids[k])) {
-                tend = s->start + (s->rows[k] - SV_N_PROMPT) * frame_s;
-                break;
-            }
+        int t0 = s->rows[i] > SV_N_PROMPT ? s->rows[i] - SV_N_PROMPT : 0;
+        int t1 = s->ends[i] > SV_N_PROMPT ? s->ends[i] - SV_N_PROMPT : 0;
+        double a = t0 * frame_s - half, b = t1 * frame_s - half;
+        if (a < 0)
+            a = 0;
+        if (b > tmax)
+            b = tmax;
+        if (b < a)
+            b = a;
+        a += s->start;
+        b += s->start;
         int starts = strncmp(p, ws, 3) == 0;
-        const char *body = starts ? p + 3 : p;
-        if (have && (starts || is_cjk_start(body) || (w.len > 0 && (unsigned char)w.p[w.len - 1] >= 0x80 &&
-                                                      is_cjk_start(w.p)))) {
-            if (w.len > 0)
-                add_word(r, w.p, wstart, wend);
-            strbuf_reset(&w);
-            have = 0;
+        const char *word = starts ? p + 3 : p;
+        if (!first && !starts && prev && ascii_alpha(prev) && ascii_alpha(word) &&
+            r->n_words > 0) {
+            char *m = xasprintf("%s%s", prev, word);
+            free(r->words[r->n_words - 1].word);
+            r->words[r->n_words - 1].word = xstrdup(m);
+            r->words[r->n_words - 1].end = b;
+            free(prev);
+            prev = m;
+        } else {
+            add_word(r, word, a, b);
+            free(prev);
+            prev = xstrdup(word);
         }
-        if (!have) {
-            wstart = t;
-            have = 1;
-        }
-        strbuf_adds(&w, body);
-        wend = tend;
+        first = 0;
     }
-    if (have && w.len > 0)
-        add_word(r, w.p, wstart, wend);
-    strbuf_free(&w);
+    free(prev);
 }
 
 void asr_result_build(const struct spm_model *spm, const struct asr_output *o,
