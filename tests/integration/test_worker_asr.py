@@ -271,3 +271,35 @@ def test_spawned_by_gateway(t):
                    response_format="verbose_json")
     eq(r.status, 200, "transcription from the spawned worker")
     check(abs(r.json()["duration"] - 4.64) < 0.1, "duration")
+
+
+def test_funasr_golden(t):
+    # FunASR 1.4.16 end to end (WavFrontend, SenseVoiceSmall.inference, its
+    # SentencePiece decode) on ko.wav with this very tiny model
+    # (tests/golden/make_asr_golden.py): the same ids, text and tags
+    with open(os.path.join(lib.SRCDIR, "tests", "golden", "asr", "transcribe_ko.json"),
+              encoding="utf-8") as f:
+        g = json.load(f)
+    with open(os.path.join(EXAMPLES, "tokens.json"), encoding="utf-8") as f:
+        pieces = json.load(f)
+    import hashlib
+    d = worker_lib.tiny_sensevoice()
+    with open(os.path.join(d, "model.pt"), "rb") as f:
+        eq(hashlib.sha256(f.read()).hexdigest(), g["model_pt_sha256"], "mkmodel made the golden's model")
+    w = start_asr(t, model_dir=d)
+    ko = _read("ko.wav")
+    tag = re.compile(r"<\|[^|]*\|>")
+    for c in g["cases"]:
+        r = transcribe(w, ko, response_format="verbose_json", language=c["language"],
+                       use_itn="true" if c["use_itn"] else "false")
+        eq(r.status, 200, "case %r" % c)
+        v = r.json()
+        what = "%s itn=%s" % (c["language"], c["use_itn"])
+        text_ids = [i for i in c["ids"] if not tag.fullmatch(pieces[i])]
+        eq(v["segments"][0]["tokens"], text_ids, what + ": ids = FunASR's (tags aside)")
+        eq(v["text"], tag.sub("", c["text"]).strip(), what + ": text = FunASR's without tags")
+        langs = [pieces[i][2:-2] for i in c["ids"] if tag.fullmatch(pieces[i])
+                 and pieces[i][2:-2].replace("/", "").islower()
+                 and pieces[i][2:-2] not in ("withitn", "woitn")]
+        eq(v["language"], langs[0] if langs else (None if c["language"] == "auto" else c["language"]),
+           what + ": language from the first language tag")
