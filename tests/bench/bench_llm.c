@@ -5,6 +5,9 @@
  * pass over a 1 GiB buffer with the same thread count gives the bandwidth;
  * weight bytes read per decode step / bandwidth is the fastest a step can
  * be. Prints one "key value" line per number. Not a test.
+ * --device cuda (tests/bench/llm_cuda.sh) skips the host bandwidth pass (the
+ * script measures the device's), warms each phase up once, and takes
+ * --batch-prompt tokens per sequence before the batched decode.
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -155,10 +158,12 @@ static int bench(struct run *r, int prompt, int steps, int chunk, double *prefil
 int main(int argc, char **argv)
 {
     const char *dir = NULL;
-    int threads = 1, batch = 8, prompt = 512, steps = 16, chunk = 512;
+    const char *device = "cpu";
+    int threads = 1, batch = 8, prompt = 512, steps = 16, chunk = 512, bprompt = 16;
     static const struct option lo[] = {
         { "model", 1, 0, 'm' }, { "threads", 1, 0, 't' }, { "batch", 1, 0, 'b' },
-        { "prompt", 1, 0, 'p' }, { "steps", 1, 0, 's' }, { "chunk", 1, 0, 'c' }, { 0 } };
+        { "prompt", 1, 0, 'p' }, { "steps", 1, 0, 's' }, { "chunk", 1, 0, 'c' },
+        { "device", 1, 0, 'd' }, { "batch-prompt", 1, 0, 'q' }, { 0 } };
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -168,14 +173,18 @@ int main(int argc, char **argv)
         case 'p': prompt = atoi(optarg); break;
         case 's': steps = atoi(optarg); break;
         case 'c': chunk = atoi(optarg); break;
+        case 'd': device = optarg; break;
+        case 'q': bprompt = atoi(optarg); break;
         default: goto usage;
         }
     }
-    if (!dir || threads < 1 || threads > 64 || batch < 1 || prompt < 1 || steps < 1 || chunk < 1)
+    if (!dir || threads < 1 || threads > 64 || batch < 1 || prompt < 1 || steps < 1 || chunk < 1 ||
+        bprompt < 1)
         goto usage;
+    int gpu = strcmp(device, "cpu") != 0;
     log_init("bench");
     char err[512];
-    struct kn_backend *be = kn_backend_init("cpu", 0);
+    struct kn_backend *be = kn_backend_init(device, 0);
     if (!be || kn_backend_set_threads(be, threads) < 0)
         return 1;
     int64_t t0 = now_us();
@@ -186,19 +195,39 @@ int main(int argc, char **argv)
     }
     const struct model_config *c = model_get_config(m);
     printf("load_s %.3f\n", (double)(now_us() - t0) / 1e6);
-    int max_blocks = (prompt + steps + BLOCK) / BLOCK + 1, n_blocks = max_blocks * batch;
+    int longest = prompt > bprompt ? prompt : bprompt;
+    int max_blocks = (longest + steps + BLOCK) / BLOCK + 1, n_blocks = max_blocks * batch;
     if (model_kv_alloc(m, n_blocks, BLOCK) < 0)
         return 1;
     int32_t *bt = xmalloc((size_t)n_blocks * sizeof(int32_t));
     int32_t *len = xcalloc((size_t)batch, sizeof(int32_t));
     for (int i = 0; i < n_blocks; i++)
         bt[i] = i;
+    double pf, dec;
+    struct run r = { m, 1, max_blocks, len, bt };
+    if (gpu) {
+        /* device: no host bandwidth pass; one untimed pass of each phase
+         * (module load, cuBLAS handles, first allocations) */
+        printf("device %s\nweight_bytes_per_step %.0f\n", device, weight_bytes(dir, c));
+        fflush(stdout);
+        if (bench(&r, prompt, 2, chunk, &pf, &dec) < 0)
+            return 1;
+        if (bench(&r, prompt, steps, chunk, &pf, &dec) < 0)
+            return 1;
+        printf("prefill_tokens %d\nprefill_tok_s %.2f\n", prompt, prompt / pf);
+        printf("decode_tok_s_batch1 %.2f\n", steps / dec);
+        fflush(stdout);
+        r.n_seqs = batch;
+        if (bench(&r, bprompt, 2, chunk, &pf, &dec) < 0 ||
+            bench(&r, bprompt, steps, chunk, &pf, &dec) < 0)
+            return 1;
+        printf("decode_tok_s_batch%d %.2f\n", batch, batch * steps / dec);
+        goto done;
+    }
     double wb = weight_bytes(dir, c), bw = bandwidth(threads);
     printf("threads %d\nweight_bytes_per_step %.0f\nread_bandwidth_GBps %.2f\n", threads, wb,
            bw / 1e9);
     printf("roofline_decode_tok_s_batch1 %.2f\n", bw / wb);
-    double pf, dec;
-    struct run r = { m, 1, max_blocks, len, bt };
     if (bench(&r, prompt, steps, chunk, &pf, &dec) < 0)
         return 1;
     printf("prefill_tokens %d\nprefill_tok_s %.2f\n", prompt, prompt / pf);
@@ -206,9 +235,10 @@ int main(int argc, char **argv)
            100.0 * (steps / dec) / (bw / wb));
     /* batch: short prompts so the step is dominated by the weights */
     r.n_seqs = batch;
-    if (bench(&r, 16, steps, chunk, &pf, &dec) < 0)
+    if (bench(&r, bprompt, steps, chunk, &pf, &dec) < 0)
         return 1;
     printf("decode_tok_s_batch%d %.2f\n", batch, batch * steps / dec);
+done:
     free(bt);
     free(len);
     model_free(m);
@@ -216,6 +246,6 @@ int main(int argc, char **argv)
     return 0;
 usage:
     fprintf(stderr, "usage: bench_llm --model DIR [--threads N] [--batch B] [--prompt N] "
-            "[--steps N] [--chunk N]\n");
+            "[--steps N] [--chunk N] [--device cpu|cuda] [--batch-prompt N (16)]\n");
     return 2;
 }
