@@ -1,6 +1,6 @@
 /*
  * gw_body.c -- request body inspection: jansson for JSON (parsed once; the
- * parse is kept for later field lookups), a small scanner for
+ * parse is kept for later field lookups), common/multipart.c for
  * multipart/form-data. Nothing here changes or copies the body.
  */
 #include "gw_body.h"
@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "multipart.h"
 #include "util.h"
 
 static char *json_scalar_string(json_t *v)
@@ -50,124 +51,13 @@ int gw_body_inspect_json(const char *body, size_t len, struct gw_body_info *info
     return 0;
 }
 
-/* Copy the boundary parameter of <ct> into <out>; 0 or -1. */
-static int multipart_boundary(const char *ct, char *out, size_t outlen)
-{
-    const char *p = strcasestr(ct, "boundary=");
-    if (p == NULL)
-        return -1;
-    p += 9;
-    size_t n = 0;
-    if (*p == '"') {
-        p++;
-        while (p[n] && p[n] != '"')
-            n++;
-    } else {
-        while (p[n] && p[n] != ';' && p[n] != ' ' && p[n] != '\t')
-            n++;
-    }
-    if (n == 0 || n > 70 || n + 1 > outlen)
-        return -1;
-    memcpy(out, p, n);
-    out[n] = '\0';
-    return 0;
-}
-
-static const char *mem_find(const char *hay, size_t hlen, const char *needle, size_t nlen)
-{
-    if (nlen == 0 || hlen < nlen)
-        return NULL;
-    const char *end = hay + hlen - nlen;
-    for (const char *p = hay; p <= end; p++) {
-        p = memchr(p, needle[0], (size_t)(end - p) + 1);
-        if (p == NULL)
-            return NULL;
-        if (memcmp(p, needle, nlen) == 0)
-            return p;
-    }
-    return NULL;
-}
-
-/* The form field name in a part's header block [h, hend), into <out>. */
-static int part_name(const char *h, const char *hend, char *out, size_t outlen)
-{
-    const char *line = h;
-    while (line < hend) {
-        const char *eol = mem_find(line, (size_t)(hend - line), "\r\n", 2);
-        if (eol == NULL)
-            eol = hend;
-        size_t ll = (size_t)(eol - line);
-        if (ll > 20 && strncasecmp(line, "Content-Disposition:", 20) == 0) {
-            const char *n = mem_find(line, ll, "name=\"", 6);
-            /* skip "filename=" matches: require a separator before name= */
-            while (n != NULL && n > line && n[-1] != ' ' && n[-1] != ';' && n[-1] != '\t')
-                n = mem_find(n + 1, (size_t)(eol - n - 1), "name=\"", 6);
-            if (n == NULL)
-                return -1;
-            n += 6;
-            const char *q = memchr(n, '"', (size_t)(eol - n));
-            if (q == NULL || (size_t)(q - n) + 1 > outlen)
-                return -1;
-            memcpy(out, n, (size_t)(q - n));
-            out[q - n] = '\0';
-            return 0;
-        }
-        line = eol + 2;
-    }
-    return -1;
-}
-
-/* Called for each form field: its name and value. Return 1 to stop. */
-typedef int (*part_fn)(void *arg, const char *name, const char *data, size_t n);
-
-/* Walk the parts of a multipart body. Returns 1 when the closing delimiter
- * was reached or <fn> stopped, 0 when the body ends early (truncated or
- * malformed after the last whole part), -1 with <err> when it has no valid
- * boundary or no part at all. */
-static int multipart_each(const char *body, size_t len, const char *content_type,
-                          part_fn fn, void *arg, char *err, size_t errlen)
-{
-    char boundary[80], delim[84], nd[88], name[128];
-    if (multipart_boundary(content_type, boundary, sizeof(boundary)) == -1) {
-        snprintf(err, errlen, "multipart/form-data body without a valid boundary");
-        return -1;
-    }
-    size_t dlen = (size_t)snprintf(delim, sizeof(delim), "--%s", boundary);
-    size_t ndlen = (size_t)snprintf(nd, sizeof(nd), "\r\n%s", delim);
-    const char *p = mem_find(body, len, delim, dlen);
-    if (p == NULL) {
-        snprintf(err, errlen, "multipart/form-data body has no part");
-        return -1;
-    }
-    const char *end = body + len;
-    for (;;) {
-        p += dlen;
-        if (end - p >= 2 && p[0] == '-' && p[1] == '-')
-            return 1;                           /* closing delimiter */
-        if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
-            return 0;
-        p += 2;
-        const char *hend = mem_find(p, (size_t)(end - p), "\r\n\r\n", 4);
-        if (hend == NULL)
-            return 0;
-        const char *data = hend + 4;
-        const char *next = mem_find(data, (size_t)(end - data), nd, ndlen);
-        if (next == NULL)
-            return 0;
-        if (part_name(p, hend, name, sizeof(name)) == 0 &&
-            fn(arg, name, data, (size_t)(next - data)))
-            return 1;
-        p = next + 2;
-    }
-}
-
-static int inspect_part(void *arg, const char *name, const char *data, size_t n)
+static int inspect_part(void *arg, const struct multipart_part *part)
 {
     struct gw_body_info *info = arg;
-    if (strcmp(name, "model") == 0 && info->model == NULL)
-        info->model = xstrndup(data, n);
-    else if (strcmp(name, "stream") == 0)
-        info->stream = n == 4 && strncasecmp(data, "true", 4) == 0;
+    if (strcmp(part->name, "model") == 0 && info->model == NULL)
+        info->model = xstrndup(part->data, part->len);
+    else if (strcmp(part->name, "stream") == 0)
+        info->stream = part->len == 4 && strncasecmp(part->data, "true", 4) == 0;
     return 0;
 }
 
@@ -195,12 +85,12 @@ struct field_find {
     char       *value;
 };
 
-static int find_part(void *arg, const char *name, const char *data, size_t n)
+static int find_part(void *arg, const struct multipart_part *part)
 {
     struct field_find *f = arg;
-    if (strcmp(name, f->name) != 0)
+    if (strcmp(part->name, f->name) != 0)
         return 0;
-    f->value = xstrndup(data, n);
+    f->value = xstrndup(part->data, part->len);
     return 1;
 }
 
