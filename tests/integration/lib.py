@@ -41,6 +41,16 @@ def eq(got, want, what="value"):
         raise TestFailure("%s: expected %r, got %r" % (what, want, got))
 
 
+def proc_gone(pid):
+    """True when process <pid> has exited (gone, or a zombie not yet reaped);
+    safe against the process vanishing between the checks."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

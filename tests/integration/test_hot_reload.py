@@ -182,8 +182,7 @@ def test_unload_drains_in_flight(t):
     check(os.path.exists("/proc/%d" % pid), "the worker runs while it drains")
     th.join(15)
     eq(out["r"].status, 200, "the in-flight request finished")
-    lib.wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
-                 open("/proc/%d/stat" % pid).read().split()[2] == "Z", 10, 0.05,
+    lib.wait_for(lambda: lib.proc_gone(pid), 10, 0.05,
                  what="the drained worker stopped")
     check("model slow (generation 0) drained, stopping its workers" in g.error_log(), "drain logged")
     lib.wait_for(lambda: "model slow (generation 0): freed" in g.error_log(), 5, 0.05,

@@ -76,8 +76,7 @@ def test_spawn_two_models_two_replicas(t):
     g.signal(signal.SIGTERM)
     g.wait_exit(15)
     for pid in pids:
-        check(not os.path.exists("/proc/%d" % pid) or
-              open("/proc/%d/stat" % pid).read().split()[2] == "Z",
+        check(lib.proc_gone(pid),
               "worker %d stopped with the gateway" % pid)
 
 
@@ -139,7 +138,6 @@ def test_reload_changed_unchanged_removed(t):
     check(after["change"]["replicas"][0]["pid"] != before["change"]["replicas"][0]["pid"], "changed got a new worker")
     eq(after["change"]["state"], "ready", "replacement is ready when switched (make-before-break)")
     old = before["drop"]["replicas"][0]["pid"]
-    lib.wait_for(lambda: not os.path.exists("/proc/%d" % old) or
-                 open("/proc/%d/stat" % old).read().split()[2] == "Z", 10, what="removed model stopped")
+    lib.wait_for(lambda: lib.proc_gone(old), 10, what="removed model stopped")
     r = lib.post(g, "/v1/completions", {"model": "change", "prompt": "hi", "max_tokens": 2}, timeout=30)
     eq(r.status, 200, "the changed model answers")
