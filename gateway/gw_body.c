@@ -1,53 +1,53 @@
 /*
- * gw_body.c -- request body inspection: jansson for JSON (parsed once; the
- * parse is kept for later field lookups), common/multipart.c for
+ * gw_body.c -- request body inspection: gw_json_scan for JSON (validated,
+ * no tree built; a sticky field scans again), common/multipart.c for
  * multipart/form-data. Nothing here changes or copies the body.
  */
 #include "gw_body.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "gw_json_scan.h"
 #include "multipart.h"
 #include "util.h"
 
-static char *json_scalar_string(json_t *v)
+/* A scalar member as text: a string decoded, a number as written. */
+static char *span_text(const struct gw_json_span *v)
 {
-    if (json_is_string(v))
-        return xstrndup(json_string_value(v), json_string_length(v));
-    if (json_is_integer(v))
-        return xasprintf("%lld", (long long)json_integer_value(v));
-    if (json_is_real(v))
-        return xasprintf("%.17g", json_real_value(v));
+    if (v->type == GWJ_STRING)
+        return gw_json_string(v);
+    if (v->type == GWJ_NUMBER)
+        return xstrndup(v->p, v->len);
     return NULL;
 }
 
 int gw_body_inspect_json(const char *body, size_t len, struct gw_body_info *info,
                          char *err, size_t errlen)
 {
+    static const char *const keys[] = { "model", "stream" };
+    struct gw_json_span v[2];
+    enum gw_json_type top;
+    char why[200];
     memset(info, 0, sizeof(*info));
-    json_error_t je;
-    json_t *root = json_loadb(body, len, 0, &je);
-    if (root == NULL) {
-        snprintf(err, errlen, "request body is not valid JSON: %s (line %d, column %d)",
-                 je.text, je.line, je.column);
+    if (gw_json_scan(body, len, keys, 2, v, &top, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "request body is not valid JSON: %s", why);
         return -1;
     }
-    if (!json_is_object(root)) {
+    if (top != GWJ_OBJECT) {
         snprintf(err, errlen, "request body must be a JSON object");
-        json_decref(root);
         return -1;
     }
-    json_t *model = json_object_get(root, "model");
-    if (json_is_string(model))
-        info->model = xstrndup(json_string_value(model), json_string_length(model));
-    else if (model != NULL && !json_is_null(model))
+    if (v[0].type == GWJ_STRING)
+        info->model = gw_json_string(&v[0]);
+    else if (v[0].type != GWJ_NONE && v[0].type != GWJ_NULL)
         info->model_bad_type = 1;
-    info->stream = json_is_true(json_object_get(root, "stream"));
-    info->json = root;
+    info->stream = v[1].type == GWJ_TRUE;
+    info->is_json = 1;
+    info->body = body;
+    info->len = len;
     return 0;
 }
 
@@ -96,10 +96,17 @@ static int find_part(void *arg, const struct multipart_part *part)
 
 char *gw_body_field(const struct gw_body_info *info, const char *name)
 {
-    if (info->json != NULL)
-        return json_scalar_string(json_object_get(info->json, name));
     if (info->body == NULL)
         return NULL;
+    if (info->is_json) {
+        struct gw_json_span v;
+        enum gw_json_type top;
+        char err[64];
+        const char *const keys[] = { name };
+        if (gw_json_scan(info->body, info->len, keys, 1, &v, &top, err, sizeof(err)) < 0)
+            return NULL;
+        return span_text(&v);
+    }
     struct field_find f = { .name = name, .value = NULL };
     char err[128];
     multipart_each(info->body, info->len, info->content_type, find_part, &f, err, sizeof(err));
@@ -110,8 +117,6 @@ void gw_body_info_free(struct gw_body_info *info)
 {
     free(info->model);
     info->model = NULL;
-    if (info->json != NULL)
-        json_decref(info->json);
-    info->json = NULL;
+    info->is_json = 0;
     info->body = NULL;
 }

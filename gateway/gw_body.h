@@ -13,17 +13,19 @@ struct gw_body_info {
     char *model;                /* new string or NULL when absent */
     int   model_bad_type;       /* "model" present but not a string */
     int   stream;               /* "stream": true */
-    /* private, for gw_body_field(): the parsed JSON (owned), or the
-     * multipart body and its Content-Type (borrowed from the caller) */
-    void       *json;
+    /* private, for gw_body_field(): the body (borrowed from the caller;
+     * a JSON body is scanned again, a multipart one walked again) and a
+     * multipart body's Content-Type */
+    int         is_json;
     const char *body;
     size_t      len;
     const char *content_type;
 };
 
-/* Inspect a JSON body: "model" and "stream". The parse is kept for
- * gw_body_field(). Returns 0, or -1 with a message in <err> (<errlen> bytes)
- * when the body is not a JSON object. Free the info with gw_body_info_free(). */
+/* Inspect a JSON body: "model" and "stream" (the body is validated whole,
+ * no tree is built). <body> must outlive <info> (gw_body_field reads it).
+ * Returns 0, or -1 with a message in <err> (<errlen> bytes) when the body
+ * is not a JSON object. Free the info with gw_body_info_free(). */
 int gw_body_inspect_json(const char *body, size_t len, struct gw_body_info *info,
                          char *err, size_t errlen);
 
