@@ -23,6 +23,7 @@
 #include "encoder.h"
 #include "kernels.h"
 #include "log.h"
+#include "golden.h"
 #include "tap.h"
 #include "torch_zip.h"
 #include "util.h"
@@ -34,49 +35,13 @@ static char *srcdir, *mkmodel, *tmpdir;
 
 static int run_mkmodel(const char *out, json_t *args)
 {
-    const char *argv[96];
-    int n = 0;
-    argv[n++] = mkmodel;
-    argv[n++] = "--out";
-    argv[n++] = out;
-    for (size_t i = 0; args && i < json_array_size(args) && n < 94; i++)
-        argv[n++] = json_string_value(json_array_get(args, i));
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        execv(mkmodel, (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    if (pid < 0 || waitpid(pid, &st, 0) < 0)
-        return -1;
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-}
-
-static int sha256_file(const char *path, char hex[65])
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char buf[1 << 16], md[32];
-    unsigned int mdlen = 0;
-    size_t n;
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        EVP_DigestUpdate(ctx, buf, n);
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
-    EVP_MD_CTX_free(ctx);
-    fclose(f);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    return 0;
+    return golden_mkmodel(mkmodel, out, args, NULL);
 }
 
 static int sha_ok(const char *dir, const char *file, json_t *want)
 {
     char hex[65] = "", *p = xasprintf("%s/%s", dir, file);
-    int r = sha256_file(p, hex) == 0 && json_string_value(want) &&
+    int r = golden_sha256_file(p, hex) == 0 && json_string_value(want) &&
             strcmp(hex, json_string_value(want)) == 0;
     free(p);
     return r;
@@ -84,13 +49,7 @@ static int sha_ok(const char *dir, const char *file, json_t *want)
 
 static json_t *load_golden(const char *name)
 {
-    char *path = xasprintf("%s/tests/golden/encoder/%s.json", srcdir, name);
-    json_error_t je;
-    json_t *g = json_load_file(path, 0, &je);
-    if (!g)
-        diag("%s: %s", path, je.text);
-    free(path);
-    return g;
+    return golden_load(srcdir, "encoder", name);
 }
 
 static double cosine(const float *a, json_t *b, int n)

@@ -22,6 +22,7 @@
 #include "kernels.h"
 #include "log.h"
 #include "model.h"
+#include "golden.h"
 #include "tap.h"
 #include "util.h"
 
@@ -34,45 +35,7 @@ static char *srcdir, *mkmodel, *tmpdir;
 
 static int run_mkmodel(const char *out, json_t *args, const char *extra[])
 {
-    const char *argv[96];
-    int n = 0;
-    argv[n++] = mkmodel;
-    argv[n++] = "--out";
-    argv[n++] = out;
-    for (size_t i = 0; args && i < json_array_size(args) && n < 80; i++)
-        argv[n++] = json_string_value(json_array_get(args, i));
-    for (int i = 0; extra && extra[i] && n < 94; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        execv(mkmodel, (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    if (pid < 0 || waitpid(pid, &st, 0) < 0)
-        return -1;
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-}
-
-static int sha256_file(const char *path, char hex[65])
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char buf[1 << 16], md[32];
-    unsigned int mdlen = 0;
-    size_t n;
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        EVP_DigestUpdate(ctx, buf, n);
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
-    EVP_MD_CTX_free(ctx);
-    fclose(f);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    return 0;
+    return golden_mkmodel(mkmodel, out, args, extra);
 }
 
 /* Sequence state: its tokens so far and a scattered block table. */
@@ -258,7 +221,7 @@ static void check_golden(const char *name, struct kn_backend *be, int full)
         goto out;
     }
     ok(run_mkmodel(dir, json_object_get(g, "mkmodel_args"), NULL) == 0 &&
-       sha256_file(st, hex) == 0 && strcmp(hex, json_string_value(json_object_get(g, "sha256"))) == 0,
+       golden_sha256_file(st, hex) == 0 && strcmp(hex, json_string_value(json_object_get(g, "sha256"))) == 0,
        "%s: mkmodel rebuilds the golden's weights (sha256 %.12s)", name, hex);
     m = model_load(dir, be, err, sizeof(err));
     if (!ok(m != NULL, "%s: loads", name)) {

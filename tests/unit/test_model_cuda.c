@@ -18,6 +18,7 @@
 #include "kernels.h"
 #include "log.h"
 #include "model.h"
+#include "golden.h"
 #include "tap.h"
 #include "util.h"
 
@@ -31,23 +32,7 @@ static char *srcdir, *mkmodel, *tmpdir;
 
 static int run_mkmodel(const char *out, json_t *args)
 {
-    const char *argv[96];
-    int n = 0;
-    argv[n++] = mkmodel;
-    argv[n++] = "--out";
-    argv[n++] = out;
-    for (size_t i = 0; args && i < json_array_size(args) && n < 94; i++)
-        argv[n++] = json_string_value(json_array_get(args, i));
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        execv(mkmodel, (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    if (pid < 0 || waitpid(pid, &st, 0) < 0)
-        return -1;
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+    return golden_mkmodel(mkmodel, out, args, NULL);
 }
 
 struct seq {

@@ -21,12 +21,18 @@
 #include "kernels.h"
 #include "log.h"
 #include "sensevoice.h"
+#include "golden.h"
 #include "tap.h"
 #include "util.h"
 
 #define TOL 1e-4
 
 static char *srcdir, *mkmodel, *tmpdir;
+
+static int run_mkmodel(const char *out, json_t *args)
+{
+    return golden_mkmodel(mkmodel, out, args, NULL);
+}
 
 static int run_argv(const char *const *argv)
 {
@@ -41,48 +47,9 @@ static int run_argv(const char *const *argv)
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
-static int run_mkmodel(const char *out, json_t *args)
-{
-    const char *argv[96];
-    int n = 0;
-    argv[n++] = mkmodel;
-    argv[n++] = "--out";
-    argv[n++] = out;
-    for (size_t i = 0; args && i < json_array_size(args) && n < 94; i++)
-        argv[n++] = json_string_value(json_array_get(args, i));
-    argv[n] = NULL;
-    return run_argv(argv);
-}
-
-static int sha256_file(const char *path, char hex[65])
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char buf[1 << 16], md[32];
-    unsigned int mdlen = 0;
-    size_t n;
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        EVP_DigestUpdate(ctx, buf, n);
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
-    EVP_MD_CTX_free(ctx);
-    fclose(f);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    return 0;
-}
-
 static json_t *load_golden(const char *name)
 {
-    char *path = xasprintf("%s/tests/golden/sensevoice/%s.json", srcdir, name);
-    json_error_t je;
-    json_t *g = json_load_file(path, 0, &je);
-    if (!g)
-        diag("%s: %s", path, je.text);
-    free(path);
-    return g;
+    return golden_load(srcdir, "sensevoice", name);
 }
 
 /* The golden's features: v = u * 4 - 2, u = (splitmix64 >> 40) * 2^-24, state = seed. */
@@ -198,7 +165,7 @@ static struct sensevoice *golden_model(json_t *g, const char *name, struct kn_ba
     char *wf = xasprintf("%s/%s", dir, json_string_value(json_object_get(g, "weights_file")));
     char hex[65] = "";
     const char *want = json_string_value(json_object_get(g, "sha256"));
-    ok(sha256_file(wf, hex) == 0 && want && strcmp(hex, want) == 0,
+    ok(golden_sha256_file(wf, hex) == 0 && want && strcmp(hex, want) == 0,
        "%s: mkmodel rebuilds the golden's weights byte-identically (sha256)", name);
     struct sensevoice *m = sensevoice_load(dir, be, err, sizeof(err));
     ok(m != NULL, "%s: load (%s)", name, m ? "ok" : err);

@@ -21,6 +21,7 @@
 #include "kernels.h"
 #include "log.h"
 #include "sensevoice.h"
+#include "golden.h"
 #include "tap.h"
 #include "util.h"
 
@@ -30,34 +31,12 @@ static char *srcdir, *mkmodel, *tmpdir;
 
 static int run_mkmodel(const char *out, json_t *args)
 {
-    const char *argv[96];
-    int n = 0;
-    argv[n++] = mkmodel;
-    argv[n++] = "--out";
-    argv[n++] = out;
-    for (size_t i = 0; args && i < json_array_size(args) && n < 94; i++)
-        argv[n++] = json_string_value(json_array_get(args, i));
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        execv(mkmodel, (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    if (pid < 0 || waitpid(pid, &st, 0) < 0)
-        return -1;
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+    return golden_mkmodel(mkmodel, out, args, NULL);
 }
 
 static json_t *load_golden(const char *name)
 {
-    char *path = xasprintf("%s/tests/golden/sensevoice/%s.json", srcdir, name);
-    json_error_t je;
-    json_t *g = json_load_file(path, 0, &je);
-    if (!g)
-        diag("%s: %s", path, je.text);
-    free(path);
-    return g;
+    return golden_load(srcdir, "sensevoice", name);
 }
 
 /* The golden's features: v = u * 4 - 2, u = (splitmix64 >> 40) * 2^-24, state = seed. */
