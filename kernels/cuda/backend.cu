@@ -129,15 +129,17 @@ static int cuda_sync(struct kn_backend *be)
 }
 
 /* Elementwise, row and index ops take any float dtypes; matmul goes through
- * cublasGemmEx, which wants A and B of one type and C of that type or f32;
+ * cublasGemmEx, which wants A and B of one type and C of that type or f32,
+ * or W bf16 with x and y f32 (gemv.cu: weights kept bf16, f32 activations);
  * attention (paged and packed) keeps a head in registers (D <=
  * KN_CUDA_ATTN_MAX_D), routing a row of experts in shared memory. */
 static int cuda_supports_op(struct kn_backend *be, enum kn_op op, const struct kn_tensor *dst,
                             const struct kn_tensor *const src[KN_MAX_SRC])
 {
     if (op == KN_OP_MATMUL)
-        return src[0]->dtype == src[1]->dtype &&
-               (dst->dtype == src[0]->dtype || dst->dtype == KN_F32);
+        return (src[0]->dtype == src[1]->dtype &&
+                (dst->dtype == src[0]->dtype || dst->dtype == KN_F32)) ||
+               (src[1]->dtype == KN_BF16 && src[0]->dtype == KN_F32 && dst->dtype == KN_F32);
     if (op == KN_OP_PAGED_ATTENTION || op == KN_OP_SEQ_ATTENTION)
         return src[0]->shape[2] <= KN_CUDA_ATTN_MAX_D;
     if (op == KN_OP_MOE_ROUTE)

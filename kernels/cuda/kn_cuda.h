@@ -2,7 +2,7 @@
  * kn_cuda.h -- shared by the cuda backend's .cu files only: the backend
  * context, CUDA_CHECK, dtype loads/stores and block reductions for kernels,
  * and the per-family entry points backend.cu puts in the vtable. Each family
- * file (matmul.cu, norm.cu, rope.cu, softmax.cu, elementwise.cu, paged.cu,
+ * file (matmul.cu + gemv.cu, norm.cu, rope.cu, softmax.cu, elementwise.cu, paged.cu,
  * route.cu, encoder.cu, asr.cu) has three
  * layers: the kernel, a launcher taking a cudaStream_t, and an entry point
  * that asserts what kn_backend.c already validated. No host data here.
@@ -119,6 +119,12 @@ __device__ __forceinline__ float kn_block_reduce(float v, int is_max)
 
 int kn_cuda_matmul(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
                    const struct kn_tensor *w);
+/* gemv.cu: W bf16, x and y f32 (y = x W^T); called by kn_cuda_matmul */
+int kn_cuda_gemv_bf16(struct kn_backend *be, struct kn_mat y, struct kn_mat x, struct kn_mat w);
+int kn_cuda_matmul_bf16w_tiled(struct kn_backend *be, struct kn_mat y, struct kn_mat x,
+                               struct kn_mat w);
+/* largest M the GEMV takes (in passes of 16 rows of x); above, the tiled path */
+#define KN_CUDA_GEMV_MAX_M 32
 int kn_cuda_rms_norm(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
                      const struct kn_tensor *w, struct kn_tensor *res, float eps);
 int kn_cuda_rope(struct kn_backend *be, struct kn_tensor *x, const struct kn_tensor *pos,

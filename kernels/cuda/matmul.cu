@@ -4,6 +4,9 @@
  * row-major (R,C) matrix with row stride ld is its column-major transpose
  * (C,R) with leading dimension ld. So y (M,N) is y^T (N,M) = W (N,K) x^T (K,M)
  * where W reaches cuBLAS as (K,N): gemm(op T, op N, m=N, n=M, k=K).
+ * W bf16 with x and y f32 (weights kept as stored, activations f32) goes
+ * to gemv.cu: the memory-bound GEMV for M <= KN_CUDA_GEMV_MAX_M, else W
+ * widened slab by slab into f32 SGEMMs.
  * CPU twin: matmul_ref() in kernels/cpu/kn_cpu.c.
  */
 #include <limits.h>
@@ -32,7 +35,8 @@ int kn_cuda_matmul(struct kn_backend *be, struct kn_tensor *y, const struct kn_t
 {
     struct kn_mat ym = kn_mat_of(y), xm = kn_mat_of(x), wm = kn_mat_of(w);
     KN_ASSERT(xm.cols == wm.cols && ym.rows == xm.rows && ym.cols == wm.rows);
-    KN_ASSERT(xm.dt == wm.dt && (ym.dt == xm.dt || ym.dt == KN_F32));
+    int mixed = wm.dt == KN_BF16 && xm.dt == KN_F32 && ym.dt == KN_F32;
+    KN_ASSERT(mixed || (xm.dt == wm.dt && (ym.dt == xm.dt || ym.dt == KN_F32)));
     KN_ASSERT(xm.rows <= INT_MAX && wm.rows <= INT_MAX && xm.cols <= INT_MAX &&
               xm.ld <= INT_MAX && wm.ld <= INT_MAX && ym.ld <= INT_MAX);
     if (ym.rows == 0 || ym.cols == 0)
@@ -47,5 +51,8 @@ int kn_cuda_matmul(struct kn_backend *be, struct kn_tensor *y, const struct kn_t
         return CUDA_CHECK(cudaMemset2DAsync(ym.data, (size_t)ym.ld * kn_dtype_size((enum kn_dtype)ym.dt),
                                             0, (size_t)ym.cols * kn_dtype_size((enum kn_dtype)ym.dt),
                                             (size_t)ym.rows, kn_cuda_ctx_of(be)->stream));
+    if (mixed)
+        return xm.rows <= KN_CUDA_GEMV_MAX_M ? kn_cuda_gemv_bf16(be, ym, xm, wm)
+                                             : kn_cuda_matmul_bf16w_tiled(be, ym, xm, wm);
     return matmul_cuda(kn_cuda_ctx_of(be)->cublas, ym, xm, wm);
 }

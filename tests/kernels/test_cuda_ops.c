@@ -158,13 +158,42 @@ static void test_matmul(void)
         twin_free(&y);
     }
     struct twin x = twin_new(KN_F32, 2, (int64_t[]){ 2, 8 }, 1, NULL);
-    struct twin w = twin_new(KN_BF16, 2, (int64_t[]){ 3, 8 }, 1, NULL);
+    struct twin w = twin_new(KN_F16, 2, (int64_t[]){ 3, 8 }, 1, NULL);
     struct twin y = twin_new(KN_F32, 2, (int64_t[]){ 2, 3 }, 1, NULL);
-    ok(kn_matmul(gpu, &y.d, &x.d, &w.d) == -1, "cuda matmul refuses bf16 W with f32 x");
+    ok(kn_matmul(gpu, &y.d, &x.d, &w.d) == -1, "cuda matmul refuses f16 W with f32 x");
     ok(kn_matmul(gpu, &y.d, &x.h, &w.d) == -1, "cuda op refuses a host operand");
     twin_free(&x);
     twin_free(&w);
     twin_free(&y);
+}
+
+/* bf16 W with f32 x and y (the model's weights as stored): the GEMV for
+ * small M, the widened-slab SGEMM above; odd K takes the scalar tail, K a
+ * multiple of 8 the 16-byte loads; large N the 2- and 4-row warps. */
+static void test_matmul_bf16w(void)
+{
+    static const int64_t Ms[] = { 1, 2, 3, 7, 8, 16, 33, 128 };
+    for (int i = 0; i < 8 * 3; i++) {
+        int64_t M = Ms[i % 8], N, K, pad = 0;
+        switch (i / 8) {
+        case 0: N = 2 * irand(1, 150) + 1, K = 2 * irand(1, 500) + 1; break;   /* odd */
+        case 1: N = irand(1, 300), K = 8 * irand(1, 128), pad = i % 2 ? 4 : 0; break;
+        default: N = i % 2 ? 2201 : 8500, K = i % 3 ? 1024 : 1000; break;
+        }
+        struct twin xb = twin_new(KN_F32, 2, (int64_t[]){ M, K + pad }, 1.0f, NULL);
+        struct twin x = twin_view(&xb, 2, (int64_t[]){ M, K }, (int64_t[]){ K + pad, 1 }, pad);
+        struct twin w = twin_new(KN_BF16, 2, (int64_t[]){ N, K }, 1.0f, NULL);
+        struct twin y = twin_new(KN_F32, 2, (int64_t[]){ M, N }, 1.0f, NULL);
+        char what[128];
+        snprintf(what, sizeof(what), "matmul W bf16 (%lld,%lld) x f32%s (%lld) -> f32",
+                 (long long)N, (long long)K, pad ? " strided" : "", (long long)M);
+        ok(kn_matmul(cpu, &y.h, &x.h, &w.h) == 0 && kn_matmul(gpu, &y.d, &x.d, &w.d) == 0,
+           "%s runs", what);
+        twin_same(what, &y, ATOL_MATMUL, 1e-5);
+        twin_free(&xb);
+        twin_free(&w);
+        twin_free(&y);
+    }
 }
 
 static void test_rms_norm(void)
@@ -814,6 +843,13 @@ int main(void)
         return tap_done();
     }
     test_matmul();
+    test_matmul_bf16w();
+    if (getenv("KN_TEST_ONLY") && strcmp(getenv("KN_TEST_ONLY"), "matmul") == 0) {
+        ok(kn_backend_sync(gpu) == 0, "stream has no pending error");
+        kn_backend_free(gpu);
+        kn_backend_free(cpu);
+        return tap_done();
+    }
     test_rms_norm();
     test_rope();
     test_softmax();

@@ -5,8 +5,10 @@
  * over tensor elements; the host only prepares small index arrays (slots
  * from block tables, token order per expert).
  * Dtypes: the cpu backend runs everything in f32 on the weights as stored.
- * Elsewhere cuBLAS wants matmul operands of one dtype: by default weight
- * matrices are converted to f32 on the device (matches the f32 goldens);
+ * Elsewhere weight matrices stay as stored when the backend multiplies them
+ * with f32 inputs (cuda: bf16 W, f32 x and y, f32 accumulation: matches the
+ * f32 goldens and reads half the bytes); other dtypes are converted to f32
+ * on the device once at load;
  * with LLMUX_MODEL_LOWP set, the matmul inputs and the KV cache take the
  * weights' dtype (bf16) while the residual stream, matmul outputs, norms,
  * rope and logits stay f32 (on the tiny golden models that is 5e-2..9e-2
@@ -65,6 +67,21 @@ struct model {
 
 /* ---- loading ----------------------------------------------------------- */
 
+/* 1 when the backend multiplies a weight of dtype <wdt> as stored with the
+ * model's matmul inputs (mm_dt) into act_dt outputs (cuda: bf16 W, f32 x). */
+static int matmul_takes(struct model *m, enum kn_dtype wdt)
+{
+    int64_t shape[2] = { 1, 8 };
+    struct kn_tensor x = { 0 }, w = { 0 }, y = { 0 };
+    x.dtype = m->mm_dt, w.dtype = wdt, y.dtype = m->act_dt;
+    x.ndim = w.ndim = y.ndim = 2;
+    memcpy(x.shape, shape, sizeof(shape));
+    memcpy(w.shape, shape, sizeof(shape));
+    memcpy(y.shape, shape, sizeof(shape));
+    x.backend = w.backend = y.backend = m->be;
+    return kn_backend_supports(m->be, KN_OP_MATMUL, &y, &x, &w, NULL);
+}
+
 static int load_weight(struct model *m, struct kn_tensor *t, const char *name, int ndim,
                        int64_t d0, int64_t d1, char *err, size_t errlen)
 {
@@ -99,7 +116,7 @@ static int load_weight(struct model *m, struct kn_tensor *t, const char *name, i
         *t = kn_tensor_host(s->dtype, ndim, want, (void *)(uintptr_t)s->data);
         return 0;
     }
-    if (!m->host && ndim == 2 && s->dtype != m->mm_dt) {
+    if (!m->host && ndim == 2 && s->dtype != m->mm_dt && !matmul_takes(m, s->dtype)) {
         /* a matrix of another dtype than the model's: converted once on the device */
         struct kn_tensor tmp;
         int rc = kn_tensor_alloc(&tmp, m->be, s->dtype, ndim, want);
