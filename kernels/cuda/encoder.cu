@@ -3,9 +3,12 @@
  * (one block per row, f32 mean then f32 variance of the centred row), act
  * (exact-erf gelu, tanh, relu; one thread per element) and seq_attention
  * (bidirectional attention within each sequence of a packed batch, GQA,
- * online softmax over chunks of 32 keys staged in shared memory). CPU twins:
+ * online softmax over chunks of 32 keys staged in shared memory; f16 q, k, v
+ * with D <= 128 take a tensor-core path, 64-query tiles). CPU twins:
  * kernels/cpu/encoder_ops.c. No host data beyond the launch arguments.
  */
+#include <mma.h>
+
 #include "kn_cuda.h"
 
 /* ---- layer_norm ------------------------------------------------------------------ */
@@ -243,6 +246,159 @@ __global__ void seq_attn_kernel(struct sa_args a)
     }
 }
 
+/* ---- seq_attention on tensor cores (f16 q, k, v; D <= 128) ----------------------
+ * Block (64-token query tile, query head): 4 warps of 16 query rows. Per
+ * 64-key tile of each sequence the tile touches: K, V staged in shared memory
+ * (f16, D zero-padded to DP), S = Q K^T on wmma (f16 in, f32 out), the
+ * online softmax in f32 (two lanes per row, exp2 of scaled scores), P split
+ * into f16 hi + lo so that P V (two wmma passes, f32 accumulate) keeps f32
+ * accuracy, O rescaled in registers. Rows of another sequence than the one
+ * staged get p = 0 and keep their running max and sum. The f16 products are
+ * exact; only the summation order differs from the f32 kernel. */
+#define TC_BQ 64
+#define TC_BK 64
+
+template <int DP>
+static size_t tc_smem(void)
+{
+    const int LH = DP + 8, LP = TC_BK + 8, SW = (DP > TC_BK ? DP : TC_BK) + 4;
+    return (size_t)(3 * 64 * LH + 2 * TC_BQ * LP) * sizeof(__half) +
+           (size_t)(4 * 16 * SW) * sizeof(float);
+}
+
+template <int DP>
+__global__ void __launch_bounds__(128) seq_attn_tc_kernel(struct sa_args a)
+{
+    using namespace nvcuda;
+    extern __shared__ __align__(128) unsigned char tc_sm[];
+    const int LH = DP + 8, LP = TC_BK + 8, SW = (DP > TC_BK ? DP : TC_BK) + 4;
+    __half *Qs = (__half *)tc_sm, *Ks = Qs + TC_BQ * LH, *Vs = Ks + TC_BK * LH;
+    __half *Ph = Vs + TC_BK * LH, *Pl = Ph + TC_BQ * LP;
+    float *Ss = (float *)(Pl + TC_BQ * LP);
+    const unsigned full = 0xffffffffu;
+    int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+    int h = blockIdx.y, g = h / a.G, t0 = blockIdx.x * TC_BQ;
+    const __half *qd = (const __half *)a.q.data, *kd = (const __half *)a.k.data;
+    const __half *vd = (const __half *)a.v.data;
+    for (int i = tid; i < TC_BQ * DP; i += blockDim.x) {
+        int r = i / DP, d = i % DP, t = t0 + r;
+        Qs[r * LH + d] = t < a.T && d < a.D ? qd[(int64_t)t * a.q.s0 + (int64_t)h * a.q.s1 + d]
+                                            : __float2half(0.0f);
+    }
+    int r = lane >> 1, hf = lane & 1, trow = t0 + w * 16 + r;
+    int rs = trow < a.T ? sa_seq_of(a.start, a.n_seqs, trow) : -1;
+    float m = -INFINITY, l = 0.0f, o[DP / 2];
+#pragma unroll
+    for (int i = 0; i < DP / 2; i++)
+        o[i] = 0.0f;
+    float *Sw = Ss + w * 16 * SW;
+    __half *Phw = Ph + w * 16 * LP, *Plw = Pl + w * 16 * LP;
+    const float sl2 = a.scale * 1.4426950408889634f;
+    int tl = t0 + TC_BQ - 1 < a.T - 1 ? t0 + TC_BQ - 1 : a.T - 1;
+    int s_last = sa_seq_of(a.start, a.n_seqs, tl);
+    for (int s = sa_seq_of(a.start, a.n_seqs, t0); s <= s_last; s++) {
+        int u0, u1;
+        sa_range(a, s, &u0, &u1);               /* the same in every thread */
+        int mine = rs == s;
+        for (int c0 = u0; c0 < u1; c0 += TC_BK) {
+            __syncthreads();                    /* the previous tile is consumed */
+            for (int i = tid; i < TC_BK * DP; i += blockDim.x) {
+                int j = i / DP, d = i % DP, u = c0 + j;
+                __half kv = __float2half(0.0f), vv = kv;
+                if (u < u1 && d < a.D) {
+                    kv = kd[(int64_t)u * a.k.s0 + (int64_t)g * a.k.s1 + d];
+                    vv = vd[(int64_t)u * a.v.s0 + (int64_t)g * a.v.s1 + d];
+                }
+                Ks[j * LH + d] = kv;
+                Vs[j * LH + d] = vv;
+            }
+            __syncthreads();
+            if (!__any_sync(full, mine))
+                continue;
+#pragma unroll
+            for (int n = 0; n < TC_BK / 16; n++) {
+                wmma::fragment<wmma::accumulator, 16, 16, 16, float> sf;
+                wmma::fill_fragment(sf, 0.0f);
+#pragma unroll
+                for (int kk = 0; kk < DP / 16; kk++) {
+                    wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> qf;
+                    wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> kf;
+                    wmma::load_matrix_sync(qf, Qs + w * 16 * LH + kk * 16, LH);
+                    wmma::load_matrix_sync(kf, Ks + n * 16 * LH + kk * 16, LH);
+                    wmma::mma_sync(sf, qf, kf, sf);
+                }
+                wmma::store_matrix_sync(Sw + n * 16, sf, SW, wmma::mem_row_major);
+            }
+            __syncwarp();
+            int nv = u1 - c0 < TC_BK ? u1 - c0 : TC_BK;
+            const float *srow = Sw + r * SW + hf * 32;
+            float mx = -INFINITY;
+            for (int j = 0; j < 32; j++)
+                if (hf * 32 + j < nv)
+                    mx = fmaxf(mx, srow[j] * sl2);
+            mx = fmaxf(mx, __shfl_xor_sync(full, mx, 1));  /* finite: key c0 is in */
+            float mn = mine ? fmaxf(m, mx) : m;
+            float alpha = mine ? exp2f(m - mn) : 1.0f;
+            float ps = 0.0f;
+            for (int j = 0; j < 32; j++) {
+                float p = mine && hf * 32 + j < nv ? exp2f(srow[j] * sl2 - mn) : 0.0f;
+                __half hi = __float2half_rn(p);
+                ps += p;
+                Phw[r * LP + hf * 32 + j] = hi;
+                Plw[r * LP + hf * 32 + j] = __float2half_rn(p - __half2float(hi));
+            }
+            ps += __shfl_xor_sync(full, ps, 1);
+            l = l * alpha + ps;
+            m = mn;
+            __syncwarp();                       /* S read, P written */
+#pragma unroll
+            for (int n = 0; n < DP / 16; n++) {
+                wmma::fragment<wmma::accumulator, 16, 16, 16, float> of;
+                wmma::fill_fragment(of, 0.0f);
+#pragma unroll
+                for (int kk = 0; kk < TC_BK / 16; kk++) {
+                    wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> pf;
+                    wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> vf;
+                    wmma::load_matrix_sync(vf, Vs + kk * 16 * LH + n * 16, LH);
+                    wmma::load_matrix_sync(pf, Phw + kk * 16, LP);
+                    wmma::mma_sync(of, pf, vf, of);
+                    wmma::load_matrix_sync(pf, Plw + kk * 16, LP);
+                    wmma::mma_sync(of, pf, vf, of);
+                }
+                wmma::store_matrix_sync(Sw + n * 16, of, SW, wmma::mem_row_major);
+            }
+            __syncwarp();
+            const float *prow = Sw + r * SW + hf * (DP / 2);
+#pragma unroll
+            for (int i = 0; i < DP / 2; i++)
+                o[i] = o[i] * alpha + prow[i];
+            __syncwarp();                       /* PV read before the next S */
+        }
+    }
+    if (trow >= a.T)
+        return;
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;
+#pragma unroll
+    for (int i = 0; i < DP / 2; i++) {
+        int d = hf * (DP / 2) + i;
+        if (d < a.D)
+            kn_st(a.out, a.odt, (int64_t)trow * a.os0 + (int64_t)h * a.os1 + d, o[i] * inv);
+    }
+}
+
+template <int DP>
+static int seq_attn_tc_launch(struct kn_backend *be, const struct sa_args &a, int H)
+{
+    size_t smem = tc_smem<DP>();
+    if (CUDA_CHECK(cudaFuncSetAttribute(seq_attn_tc_kernel<DP>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)smem)) < 0)
+        return -1;
+    dim3 grid((unsigned)((a.T + TC_BQ - 1) / TC_BQ), (unsigned)H);
+    seq_attn_tc_kernel<DP><<<grid, 128, smem, kn_cuda_ctx_of(be)->stream>>>(a);
+    return CUDA_CHECK(cudaGetLastError());
+}
+
 int kn_cuda_seq_attention(struct kn_backend *be, struct kn_tensor *out, const struct kn_tensor *q,
                           const struct kn_tensor *k, const struct kn_tensor *v,
                           const struct kn_tensor *seq_start, float scale)
@@ -270,6 +426,15 @@ int kn_cuda_seq_attention(struct kn_backend *be, struct kn_tensor *out, const st
     if (a.T == 0 || a.D == 0 || a.H == 0)
         return 0;
     int Hkv = (int)k->shape[1];
+    if (q->dtype == KN_F16 && k->dtype == KN_F16 && v->dtype == KN_F16 && a.D <= 128 &&
+        a.H <= 65535) {
+        if (CUDA_CHECK(cudaSetDevice(be->device)) < 0)
+            return -1;
+        return a.D <= 16 ? seq_attn_tc_launch<16>(be, a, a.H)
+             : a.D <= 32 ? seq_attn_tc_launch<32>(be, a, a.H)
+             : a.D <= 64 ? seq_attn_tc_launch<64>(be, a, a.H)
+                         : seq_attn_tc_launch<128>(be, a, a.H);
+    }
     a.GW = a.G < SA_MAX_WARPS ? a.G : SA_MAX_WARPS;
     a.NT = SA_MAX_WARPS / a.GW;
     a.NT = a.NT < a.T ? a.NT : a.T;

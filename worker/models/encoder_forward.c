@@ -2,7 +2,8 @@
  * encoder_forward.c -- the XLM-RoBERTa forward pass over a packed batch as
  * kernels/ ops: embeddings (word + position + token type 0, LayerNorm),
  * post-LN blocks (bidirectional attention within each sequence, exact-erf
- * GELU MLP), then the heads: pooled dense vector, classifier logits, bge-m3
+ * GELU MLP; on a GPU 16-bit tensor-core GEMMs and attention, f32 residual,
+ * LayerNorm and softmax), then the heads: pooled dense vector, classifier logits, bge-m3
  * sparse weights and ColBERT vectors. The host prepares index arrays and
  * finishes the small outputs (L2 normalization, mean pooling, zeroing the
  * rows FlagEmbedding drops); it never loops over the hidden states otherwise.
@@ -110,12 +111,38 @@ static int batch_prepare(struct encoder *e, const struct encoder_batch *b, int64
     return 0;
 }
 
+/*
+ * Scratch roles. cpu: every buffer f32 as its name says. GPU (16-bit GEMMs,
+ * ct = the layers' weight dtype, see xlmr.c): x f32 residual stream; q f32
+ * (T, 3 hidden) = x W_qkv^T + b; v f16 (T, 3 hidden) its copy that the
+ * tensor-core attention reads; k ct (T, hidden) the GEMM input (x converted,
+ * then the attention output); o f32 (T, hidden); h f32 (T, inter); att ct
+ * (T, inter) = gelu(h), the last GEMM's input.
+ */
+static int reserve_gpu(struct encoder *e, int64_t T)
+{
+    int64_t hd = e->info.hidden_size, id = e->intermediate_size;
+    enum kn_dtype ct = e->layers[0].wq.dtype;
+    return buf_reserve(e, &e->x, KN_F32, T * hd) < 0 ||
+           buf_reserve(e, &e->q, KN_F32, T * 3 * hd) < 0 ||
+           buf_reserve(e, &e->v, KN_F16, T * 3 * hd) < 0 || buf_reserve(e, &e->k, ct, T * hd) < 0 ||
+           buf_reserve(e, &e->o, KN_F32, T * hd) < 0 || buf_reserve(e, &e->h, KN_F32, T * id) < 0 ||
+           buf_reserve(e, &e->att, ct, T * id) < 0
+               ? -1 : 0;
+}
+
 static int reserve_all(struct encoder *e, int64_t T, int64_t n)
 {
     const struct encoder_info *in = &e->info;
     int64_t hd = in->hidden_size, id = e->intermediate_size;
     int64_t cd = in->has_colbert ? in->colbert_dim : 1;
     int64_t nl = in->n_labels > 0 ? in->n_labels : 1;
+    if (!e->host)
+        return reserve_gpu(e, T) < 0 || buf_reserve(e, &e->cls, KN_F32, n * hd) < 0 ||
+               buf_reserve(e, &e->c1, KN_F32, n * hd) < 0 ||
+               buf_reserve(e, &e->sc, KN_F32, n * nl) < 0 || buf_reserve(e, &e->sp, KN_F32, T) < 0 ||
+               buf_reserve(e, &e->cb, KN_F32, T * cd) < 0
+                   ? -1 : 0;
     return buf_reserve(e, &e->x, KN_F32, T * hd) < 0 || buf_reserve(e, &e->q, KN_F32, T * hd) < 0 ||
            buf_reserve(e, &e->k, KN_F32, T * hd) < 0 || buf_reserve(e, &e->v, KN_F32, T * hd) < 0 ||
            buf_reserve(e, &e->att, KN_F32, T * hd) < 0 || buf_reserve(e, &e->o, KN_F32, T * hd) < 0 ||
@@ -143,6 +170,36 @@ static int layer_forward(struct encoder *e, const struct enc_layer *L, int64_t T
         kn_layer_norm(be, &x, &x, &L->ln1_w, &L->ln1_b, e->ln_eps) < 0 ||
         linear(be, &h, &x, &L->wi, &L->bi) < 0 || kn_act(be, &h, &h, KN_ACT_GELU_ERF) < 0 ||
         linear(be, &o, &h, &L->wout, &L->bout) < 0 || kn_add(be, &x, &x, &o) < 0 ||
+        kn_layer_norm(be, &x, &x, &L->ln2_w, &L->ln2_b, e->ln_eps) < 0)
+        return -1;
+    return 0;
+}
+
+/* The GPU layer (scratch roles above): 16-bit GEMMs with f32 output, one
+ * fused q|k|v GEMM, f16 tensor-core attention; residual adds, LayerNorm and
+ * the softmax in f32. */
+static int layer_forward_gpu(struct encoder *e, const struct enc_layer *L, int64_t T,
+                             const struct kn_tensor *seq)
+{
+    const struct encoder_info *in = &e->info;
+    struct kn_backend *be = e->be;
+    int64_t hd = in->hidden_size, H = in->n_heads, D = hd / H, id = e->intermediate_size;
+    struct kn_tensor x = mat(&e->x, T, hd), xh = mat(&e->k, T, hd), o = mat(&e->o, T, hd);
+    struct kn_tensor qkv = mat(&e->q, T, 3 * hd), qkvh = mat(&e->v, T, 3 * hd);
+    struct kn_tensor h = mat(&e->h, T, id), hh = mat(&e->att, T, id);
+    struct kn_tensor a3 = heads(&e->k, T, H, D);
+    int64_t shape[3] = { T, H, D }, stride[3] = { 3 * hd, D, 1 };
+    struct kn_tensor q3 = kn_tensor_view(&e->v.t, 3, shape, stride, 0);
+    struct kn_tensor k3 = kn_tensor_view(&e->v.t, 3, shape, stride, hd);
+    struct kn_tensor v3 = kn_tensor_view(&e->v.t, 3, shape, stride, 2 * hd);
+    if (kn_convert(be, &xh, &x) < 0 || linear(be, &qkv, &xh, &L->wq, &L->bq) < 0 ||
+        kn_convert(be, &qkvh, &qkv) < 0 ||
+        kn_seq_attention(be, &a3, &q3, &k3, &v3, seq, (float)(1.0 / sqrt((double)D))) < 0 ||
+        linear(be, &o, &xh, &L->wo, &L->bo) < 0 || kn_add(be, &x, &x, &o) < 0 ||
+        kn_layer_norm(be, &x, &x, &L->ln1_w, &L->ln1_b, e->ln_eps) < 0 ||
+        kn_convert(be, &xh, &x) < 0 || linear(be, &h, &xh, &L->wi, &L->bi) < 0 ||
+        kn_act(be, &hh, &h, KN_ACT_GELU_ERF) < 0 ||
+        linear(be, &o, &hh, &L->wout, &L->bout) < 0 || kn_add(be, &x, &x, &o) < 0 ||
         kn_layer_norm(be, &x, &x, &L->ln2_w, &L->ln2_b, e->ln_eps) < 0)
         return -1;
     return 0;
@@ -249,7 +306,8 @@ int encoder_forward(struct encoder *e, const struct encoder_batch *b, struct enc
         kn_layer_norm(be, &x, &x, &e->emb_ln_w, &e->emb_ln_b, e->ln_eps) < 0)
         return -1;
     for (int i = 0; i < in->n_layers; i++)
-        if (layer_forward(e, &e->layers[i], T, &seq) < 0)
+        if ((e->host ? layer_forward(e, &e->layers[i], T, &seq)
+                     : layer_forward_gpu(e, &e->layers[i], T, &seq)) < 0)
             return -1;
     struct kn_tensor cls = mat(&e->cls, n, hd);
     if ((out->dense || out->scores) && kn_gather_rows(be, &cls, &x, &clsi) < 0)

@@ -4,7 +4,8 @@
  * weights from model.safetensors (or shards) or pytorch_model.bin, with or
  * without the "roberta." prefix, bge-m3's sparse_linear.pt / colbert_linear.pt
  * heads, sentence-transformers' modules.json / 1_Pooling/config.json. It
- * places weights on the backend; the forward pass is encoder_forward.c.
+ * places weights on the backend (on a GPU the layer GEMM weights in 16 bits,
+ * q|k|v fused); the forward pass is encoder_forward.c.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -207,12 +208,21 @@ static int find_in(const struct encoder *e, const struct tz_file *tz, const char
     return -1;
 }
 
+/* The 16-bit type a GPU keeps a layer matrix of checkpoint dtype <dt> in,
+ * for tensor-core GEMMs: bf16 stays bf16, f16 and f32 become f16 (f16 keeps
+ * more of an f32 checkpoint's mantissa). */
+static enum kn_dtype lowp_of(enum kn_dtype dt)
+{
+    return dt == KN_BF16 ? KN_BF16 : KN_F16;
+}
+
 /* Tensor <name> of shape (d0[, d1]) from <tz> (NULL: the model's weights)
  * onto the backend: borrowed from the mapping on the cpu when aligned, else
- * copied; on other backends converted to f32 on the host and uploaded. */
+ * copied; on other backends converted on the host and uploaded: to f32, or
+ * with <lowp> (the layers' GEMM weights) to lowp_of() the checkpoint dtype. */
 static int load_w(struct encoder *e, const struct tz_file *tz, const char *src,
                   struct kn_tensor *t, const char *name, int ndim, int64_t d0, int64_t d1,
-                  char *err, size_t errlen)
+                  int lowp, char *err, size_t errlen)
 {
     struct wref w;
     int64_t want[2] = { d0, d1 };
@@ -251,6 +261,27 @@ static int load_w(struct encoder *e, const struct tz_file *tz, const char *src,
         rc = kn_tensor_alloc(t, e->be, w.dtype, ndim, want);
         if (rc == 0)
             memcpy(t->data, w.data, n * es);
+    } else if (lowp) {
+        enum kn_dtype lt = lowp_of(w.dtype);
+        uint16_t *hb = xmalloc(n * sizeof(uint16_t) + 1);
+        for (size_t i = 0; i < n; i++) {
+            const unsigned char *p = (const unsigned char *)w.data + i * es;
+            float f;
+            if (w.dtype == lt) {
+                memcpy(&hb[i], p, 2);
+                continue;
+            }
+            if (w.dtype == KN_F32)
+                memcpy(&f, p, 4);
+            else {
+                uint16_t h;
+                memcpy(&h, p, 2);
+                f = w.dtype == KN_BF16 ? kn_bf16_to_f32(h) : kn_f16_to_f32(h);
+            }
+            hb[i] = lt == KN_BF16 ? kn_f32_to_bf16(f) : kn_f32_to_f16(f);
+        }
+        rc = kn_tensor_alloc(t, e->be, lt, ndim, want) < 0 || kn_tensor_set(t, hb) < 0 ? -1 : 0;
+        free(hb);
     } else {
         float *f = xmalloc(n * sizeof(float) + 1);
         for (size_t i = 0; i < n; i++) {
@@ -272,35 +303,74 @@ static int load_w(struct encoder *e, const struct tz_file *tz, const char *src,
     return rc;
 }
 
-#define W(t, ndim, d0, d1, ...) do { \
+#define WL(lowp, t, ndim, d0, d1, ...) do { \
         char nm_[192]; \
         snprintf(nm_, sizeof(nm_), __VA_ARGS__); \
-        if (load_w(e, NULL, NULL, (t), nm_, (ndim), (d0), (d1), err, errlen) < 0) \
+        if (load_w(e, NULL, NULL, (t), nm_, (ndim), (d0), (d1), (lowp), err, errlen) < 0) \
             return -1; \
     } while (0)
+#define W(...) WL(0, __VA_ARGS__)
+#define W16(...) WL(!e->host, __VA_ARGS__)
+
+/* On a GPU: q, k, v weights (and biases) fused into one (3 hidden, hidden)
+ * matrix held by wq (bq), with wk, wv (bk, bv) borrowed row views of it, so
+ * that one GEMM makes q|k|v. 0 or -1. */
+static int fuse_qkv(struct encoder *e, struct enc_layer *L, char *err, size_t errlen)
+{
+    int64_t hd = e->info.hidden_size;
+    struct kn_tensor *parts[2][3] = { { &L->wq, &L->wk, &L->wv }, { &L->bq, &L->bk, &L->bv } };
+    for (int m = 0; m < 2; m++) {
+        int nd = 2 - m;                         /* weights (3hd, hd), biases (3hd,) */
+        int64_t all[2] = { 3 * hd, hd }, one[2] = { hd, hd };
+        int64_t stride[2] = { nd == 2 ? hd : 1, 1 }, part = nd == 2 ? hd * hd : hd;
+        struct kn_tensor f;
+        if (kn_tensor_alloc(&f, e->be, parts[m][0]->dtype, nd, all) < 0)
+            goto fail;
+        for (int j = 0; j < 3; j++) {
+            struct kn_tensor dst = kn_tensor_view(&f, nd, one, stride, j * part);
+            if (kn_convert(e->be, &dst, parts[m][j]) < 0) {
+                kn_tensor_free(&f);
+                goto fail;
+            }
+        }
+        if (kn_backend_sync(e->be) < 0) {
+            kn_tensor_free(&f);
+            goto fail;
+        }
+        for (int j = 0; j < 3; j++)
+            kn_tensor_free(parts[m][j]);
+        *parts[m][0] = f;
+        for (int j = 1; j < 3; j++)
+            *parts[m][j] = kn_tensor_view(&f, nd, one, stride, j * part);
+    }
+    return 0;
+fail:
+    snprintf(err, errlen, "cannot fuse the q, k, v weights on the %s backend", e->be->ops->name);
+    return -1;
+}
 
 static int load_layer(struct encoder *e, const char *p, int i, char *err, size_t errlen)
 {
     struct enc_layer *L = &e->layers[i];
     int64_t hd = e->info.hidden_size, id = e->intermediate_size;
     const char *a = "attention";
-    W(&L->wq, 2, hd, hd, "%sencoder.layer.%d.%s.self.query.weight", p, i, a);
+    W16(&L->wq, 2, hd, hd, "%sencoder.layer.%d.%s.self.query.weight", p, i, a);
     W(&L->bq, 1, hd, 0, "%sencoder.layer.%d.%s.self.query.bias", p, i, a);
-    W(&L->wk, 2, hd, hd, "%sencoder.layer.%d.%s.self.key.weight", p, i, a);
+    W16(&L->wk, 2, hd, hd, "%sencoder.layer.%d.%s.self.key.weight", p, i, a);
     W(&L->bk, 1, hd, 0, "%sencoder.layer.%d.%s.self.key.bias", p, i, a);
-    W(&L->wv, 2, hd, hd, "%sencoder.layer.%d.%s.self.value.weight", p, i, a);
+    W16(&L->wv, 2, hd, hd, "%sencoder.layer.%d.%s.self.value.weight", p, i, a);
     W(&L->bv, 1, hd, 0, "%sencoder.layer.%d.%s.self.value.bias", p, i, a);
-    W(&L->wo, 2, hd, hd, "%sencoder.layer.%d.%s.output.dense.weight", p, i, a);
+    W16(&L->wo, 2, hd, hd, "%sencoder.layer.%d.%s.output.dense.weight", p, i, a);
     W(&L->bo, 1, hd, 0, "%sencoder.layer.%d.%s.output.dense.bias", p, i, a);
     W(&L->ln1_w, 1, hd, 0, "%sencoder.layer.%d.%s.output.LayerNorm.weight", p, i, a);
     W(&L->ln1_b, 1, hd, 0, "%sencoder.layer.%d.%s.output.LayerNorm.bias", p, i, a);
-    W(&L->wi, 2, id, hd, "%sencoder.layer.%d.intermediate.dense.weight", p, i);
+    W16(&L->wi, 2, id, hd, "%sencoder.layer.%d.intermediate.dense.weight", p, i);
     W(&L->bi, 1, id, 0, "%sencoder.layer.%d.intermediate.dense.bias", p, i);
-    W(&L->wout, 2, hd, id, "%sencoder.layer.%d.output.dense.weight", p, i);
+    W16(&L->wout, 2, hd, id, "%sencoder.layer.%d.output.dense.weight", p, i);
     W(&L->bout, 1, hd, 0, "%sencoder.layer.%d.output.dense.bias", p, i);
     W(&L->ln2_w, 1, hd, 0, "%sencoder.layer.%d.output.LayerNorm.weight", p, i);
     W(&L->ln2_b, 1, hd, 0, "%sencoder.layer.%d.output.LayerNorm.bias", p, i);
-    return 0;
+    return e->host ? 0 : fuse_qkv(e, L, err, errlen);
 }
 
 static int load_weights(struct encoder *e, char *err, size_t errlen)
@@ -329,6 +399,8 @@ static int load_weights(struct encoder *e, char *err, size_t errlen)
     return 0;
 }
 #undef W
+#undef W16
+#undef WL
 
 /* bge-m3's <file> head (Linear hidden -> n): n from its weight's shape; 0
  * when the file is absent, 1 when loaded, -1 on error. */
@@ -349,8 +421,8 @@ static int load_head(struct encoder *e, const char *dir, const char *file, struc
         goto out;
     }
     *n = (int)t->shape[0];
-    if (load_w(e, tz, file, w, "weight", 2, *n, e->info.hidden_size, err, errlen) < 0 ||
-        load_w(e, tz, file, b, "bias", 1, *n, 0, err, errlen) < 0)
+    if (load_w(e, tz, file, w, "weight", 2, *n, e->info.hidden_size, 0, err, errlen) < 0 ||
+        load_w(e, tz, file, b, "bias", 1, *n, 0, 0, err, errlen) < 0)
         goto out;
     rc = 1;
 out:
