@@ -3,7 +3,8 @@
  * shapes (small M): W is read once, as stored, in 16-byte loads; each warp
  * owns R rows of W and walks K with 8 bf16 per lane per step, widening to
  * f32 and accumulating in f32 against up to MT rows of x (through L1). It
- * is memory-bound by design; the tiled large-M path lives in matmul.cu.
+ * is memory-bound by design; larger M splits x into bf16 hi+lo for two
+ * tensor-core GEMMs (kn_cuda_matmul_bf16w_tiled, below).
  * CPU twin: matmul_ref() in kernels/cpu/kn_cpu.c (same widening, f32 sums).
  */
 #include <stdint.h>
@@ -154,42 +155,58 @@ int kn_cuda_gemv_bf16(struct kn_backend *be, struct kn_mat y, struct kn_mat x, s
     return CUDA_CHECK(cudaGetLastError());
 }
 
-/* rows [n0, n0+rows) of bf16 W (ld ldw) -> contiguous f32 (rows, K) */
-__global__ void widen_rows(const uint16_t *__restrict__ w, int64_t ldw, float *__restrict__ out,
-                           int64_t rows, int64_t K)
+/* f32 -> bf16 bits, round to nearest even (NaN kept quiet) */
+__device__ static inline uint16_t to_bf16(float f)
 {
-    int64_t n = rows * K;
+    uint32_t x = __float_as_uint(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((x >> 16) | 0x40u);
+    x += 0x7fffu + ((x >> 16) & 1u);
+    return (uint16_t)(x >> 16);
+}
+
+/* x (M,K) f32 with row stride ldx -> hi (M,K) and lo (M,K) bf16 with
+ * hi + lo == x to about 2^-17 relative: hi = bf16(x), lo = bf16(x - hi). */
+__global__ void split_rows(const float *__restrict__ x, int64_t ldx, uint16_t *__restrict__ hi,
+                           uint16_t *__restrict__ lo, int64_t M, int64_t K)
+{
+    int64_t n = M * K;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / K, k = i - r * K;
-        out[i] = __uint_as_float((uint32_t)w[r * ldw + k] << 16);
+        float v = x[r * ldx + k];
+        uint16_t h = to_bf16(v);
+        hi[i] = h;
+        lo[i] = to_bf16(v - __uint_as_float((uint32_t)h << 16));
     }
 }
 
-/* y = x W^T for W bf16, x and y f32, large M: W is widened to f32 a slab of
- * rows at a time (a slab small enough to stay in L2) and each slab goes
- * through cuBLAS SGEMM (CUBLAS_COMPUTE_32F, no TF32). */
+/* y = x W^T for W bf16, x and y f32, M above the GEMV's range: x is split
+ * into a bf16 high and low part (x = hi + lo to ~2^-17) and W, exactly bf16,
+ * multiplies both on the tensor cores with f32 accumulation:
+ * y = W hi^T + W lo^T. Accuracy stays that of an f32 product (the CPU twin
+ * widens W and keeps x f32) while W is read as stored, no f32 copy. */
 int kn_cuda_matmul_bf16w_tiled(struct kn_backend *be, struct kn_mat y, struct kn_mat x,
                                struct kn_mat w)
 {
     struct kn_cuda_ctx *c = kn_cuda_ctx_of(be);
-    int64_t K = x.cols, slab = ((int64_t)4 << 20) / (K > 0 ? K : 1);
-    slab = slab < 64 ? 64 : slab;
-    slab = slab > w.rows ? w.rows : slab;
-    float *ws = (float *)kn_cuda_work(be, (size_t)(slab * K) * sizeof(float));
-    if (ws == NULL)
+    int64_t M = x.rows, K = x.cols;
+    uint16_t *hi = (uint16_t *)kn_cuda_work(be, (size_t)(2 * M * K) * sizeof(uint16_t));
+    if (hi == NULL)
         return -1;
-    const float alpha = 1.0f, beta = 0.0f;
-    for (int64_t n0 = 0; n0 < w.rows; n0 += slab) {
-        int64_t rows = w.rows - n0 < slab ? w.rows - n0 : slab;
-        widen_rows<<<kn_grid(rows * K, 256), 256, 0, c->stream>>>(
-            (const uint16_t *)w.data + n0 * w.ld, w.ld, ws, rows, K);
-        if (CUDA_CHECK(cudaGetLastError()) < 0 ||
-            CUBLAS_CHECK(cublasGemmEx(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)x.rows,
-                                      (int)K, &alpha, ws, CUDA_R_32F, (int)K, x.data, CUDA_R_32F,
-                                      (int)x.ld, &beta, (float *)y.data + n0, CUDA_R_32F,
-                                      (int)y.ld, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)) < 0)
+    uint16_t *lo = hi + M * K;
+    split_rows<<<kn_grid(M * K, 256), 256, 0, c->stream>>>((const float *)x.data, x.ld, hi, lo,
+                                                          M, K);
+    if (CUDA_CHECK(cudaGetLastError()) < 0)
+        return -1;
+    const float one = 1.0f, zero = 0.0f;
+    const uint16_t *parts[2] = { hi, lo };
+    for (int p = 0; p < 2; p++)
+        if (CUBLAS_CHECK(cublasGemmEx(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w.rows, (int)M,
+                                      (int)K, &one, w.data, CUDA_R_16BF, (int)w.ld, parts[p],
+                                      CUDA_R_16BF, (int)K, p == 0 ? &zero : &one, y.data,
+                                      CUDA_R_32F, (int)y.ld, CUBLAS_COMPUTE_32F,
+                                      CUBLAS_GEMM_DEFAULT)) < 0)
             return -1;
-    }
     return 0;
 }

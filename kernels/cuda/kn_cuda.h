@@ -123,10 +123,11 @@ int kn_cuda_matmul(struct kn_backend *be, struct kn_tensor *y, const struct kn_t
 int kn_cuda_gemv_bf16(struct kn_backend *be, struct kn_mat y, struct kn_mat x, struct kn_mat w);
 int kn_cuda_matmul_bf16w_tiled(struct kn_backend *be, struct kn_mat y, struct kn_mat x,
                                struct kn_mat w);
-/* largest M the GEMV takes; above, the widened-slab SGEMMs. Measured on the
+/* largest M the GEMV takes; above, x split into bf16 hi+lo and two bf16
+ * tensor-core GEMMs (gemv.cu). Measured on the
  * H100 (8B shape): M=1 GEMV 66 tok/s (f32 cuBLAS 51); M=32 as two 16-row
  * GEMV passes 306 tok/s, far below f32 cuBLAS (1095): the 16 x rows per W
- * word make it L1-bound. 4 is a guess inside the safe range, not measured. */
+ * word make it L1-bound; widened-slab SGEMMs gave 339 at M=32. */
 #define KN_CUDA_GEMV_MAX_M 4
 int kn_cuda_rms_norm(struct kn_backend *be, struct kn_tensor *y, const struct kn_tensor *x,
                      const struct kn_tensor *w, struct kn_tensor *res, float eps);

@@ -5,8 +5,8 @@
  * (C,R) with leading dimension ld. So y (M,N) is y^T (N,M) = W (N,K) x^T (K,M)
  * where W reaches cuBLAS as (K,N): gemm(op T, op N, m=N, n=M, k=K).
  * W bf16 with x and y f32 (weights kept as stored, activations f32) goes
- * to gemv.cu: the memory-bound GEMV for M <= KN_CUDA_GEMV_MAX_M, else W
- * widened slab by slab into f32 SGEMMs.
+ * to gemv.cu: the memory-bound GEMV for M <= KN_CUDA_GEMV_MAX_M, else two
+ * bf16 tensor-core GEMMs over x split into a bf16 high and low part.
  * CPU twin: matmul_ref() in kernels/cpu/kn_cpu.c.
  */
 #include <limits.h>
