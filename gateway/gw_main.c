@@ -134,12 +134,14 @@ static int logs_open(struct gw *gw, struct gw_conf *conf)
 
 /* ---- admin socket --------------------------------------------------------------- */
 
-/* Serve the admin socket of gw->conf (start, move, or stop it). */
-static void gw_admin_update(struct gw *gw)
+/* Serve the admin socket of gw->conf (start, move, or stop it). 0, or -1
+ * when it could not be opened (logged): fatal at start-up, as nginx treats a
+ * listen error; a reload keeps running without it. */
+static int gw_admin_update(struct gw *gw)
 {
     const char *want = gw->conf->admin_socket;
     if (gw->admin_path != NULL && want != NULL && strcmp(gw->admin_path, want) == 0)
-        return;
+        return 0;
     if (gw->admin_path != NULL) {
         gw_admin_stop(gw);
         free(gw->admin_path);
@@ -147,11 +149,13 @@ static void gw_admin_update(struct gw *gw)
     }
     if (want != NULL) {
         char err[512];
-        if (gw_admin_start(gw, want, err, sizeof(err)) == -1)
+        if (gw_admin_start(gw, want, err, sizeof(err)) == -1) {
             log_error("admin socket %s: %s", want, err);
-        else
-            gw->admin_path = xstrdup(want);
+            return -1;
+        }
+        gw->admin_path = xstrdup(want);
     }
+    return 0;
 }
 
 /* ---- shutdown, reload, signals ------------------------------------------------- */
@@ -489,7 +493,10 @@ int main(int argc, char **argv)
         sev[i] = evsignal_new(gw.base, sigs[i], signal_cb, &gw);
         evsignal_add(sev[i], NULL);
     }
-    gw_admin_update(&gw);
+    if (gw_admin_update(&gw) == -1) {
+        fail = "cannot open the admin socket";
+        goto out;
+    }
     gw_sup_start(gw.sup, conf);
     gw_health_router_start(gw.base, router);
     log_notice("llmux %s started: %zu model(s), %zu route(s), pid %d", PACKAGE_VERSION,
