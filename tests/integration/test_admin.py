@@ -519,3 +519,11 @@ def test_connection_limit(t):
     finally:
         for s in socks:
             s.close()
+
+
+def test_unusable_socket_path_is_fatal_at_start(t):
+    # as a listen that cannot bind: the gateway exits 1 and says why
+    sock = os.path.join(t.dir, "no-such-dir", "admin.sock")
+    g = t.start_gateway("", main_text="admin_socket %s;" % sock, wait=False)
+    eq(g.wait_exit(10), 1, "exit status")
+    check("admin socket" in g.error_log(), "error log:\n%s" % g.error_log())
