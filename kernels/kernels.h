@@ -130,6 +130,17 @@ int kn_tensor_is_contiguous(const struct kn_tensor *t);
  * stride. Returns 0, or -1 when the last dim is not contiguous or the leading
  * dims do not collapse into one stride. */
 int kn_tensor_rows(const struct kn_tensor *t, int64_t *rows, int64_t *cols, int64_t *ld);
+/* A reusable 1-D scratch tensor that only grows (by half again when it
+ * must): the models' per-step activation buffers. */
+struct kn_buf {
+    struct kn_tensor t;
+    int64_t cap;                        /* elements allocated */
+};
+/* Make <b> hold at least <n> (>= 1) elements of <dt> on <be>, reallocating
+ * (contents lost) when it is smaller or of another dtype. 0 or -1. */
+int kn_buf_reserve(struct kn_backend *be, struct kn_buf *b, enum kn_dtype dt, int64_t n);
+/* Release <b>'s tensor; <b> is empty (reusable) afterwards. */
+void kn_buf_free(struct kn_buf *b);
 /* Copy a contiguous tensor from / to host memory of kn_tensor_nelem() elements.
  * Both return after the copy completed. 0 or -1. */
 int kn_tensor_set(struct kn_tensor *t, const void *host);

@@ -97,6 +97,27 @@ void kn_tensor_free(struct kn_tensor *t)
     memset(t, 0, sizeof(*t));
 }
 
+int kn_buf_reserve(struct kn_backend *be, struct kn_buf *b, enum kn_dtype dt, int64_t n)
+{
+    if (n < 1)
+        n = 1;
+    if (b->cap >= n && b->t.dtype == dt)
+        return 0;
+    int64_t cap = b->cap > n ? b->cap : n;
+    cap += cap / 2;
+    kn_buf_free(b);
+    if (kn_tensor_alloc(&b->t, be, dt, 1, &cap) < 0)
+        return -1;
+    b->cap = cap;
+    return 0;
+}
+
+void kn_buf_free(struct kn_buf *b)
+{
+    kn_tensor_free(&b->t);
+    b->cap = 0;
+}
+
 struct kn_tensor kn_tensor_host(enum kn_dtype dt, int ndim, const int64_t *shape, void *data)
 {
     struct kn_tensor t;

@@ -17,30 +17,13 @@
 #include "log.h"
 #include "util.h"
 
-/* Make <b> hold at least <n> f32/i32 elements of <dt>. 0 or -1. */
-static int buf_reserve(struct encoder *e, struct enc_buf *b, enum kn_dtype dt, int64_t n)
-{
-    if (n < 1)
-        n = 1;
-    if (b->cap >= n && b->t.dtype == dt)
-        return 0;
-    int64_t cap = b->cap > n ? b->cap : n;
-    cap += cap / 2;
-    kn_tensor_free(&b->t);
-    b->cap = 0;
-    if (kn_tensor_alloc(&b->t, e->be, dt, 1, &cap) < 0)
-        return -1;
-    b->cap = cap;
-    return 0;
-}
-
-static struct kn_tensor mat(const struct enc_buf *b, int64_t rows, int64_t cols)
+static struct kn_tensor mat(const struct kn_buf *b, int64_t rows, int64_t cols)
 {
     int64_t shape[2] = { rows, cols }, stride[2] = { cols, 1 };
     return kn_tensor_view(&b->t, 2, shape, stride, 0);
 }
 
-static struct kn_tensor heads(const struct enc_buf *b, int64_t t, int64_t h, int64_t d)
+static struct kn_tensor heads(const struct kn_buf *b, int64_t t, int64_t h, int64_t d)
 {
     int64_t shape[3] = { t, h, d }, stride[3] = { h * d, d, 1 };
     return kn_tensor_view(&b->t, 3, shape, stride, 0);
@@ -48,14 +31,14 @@ static struct kn_tensor heads(const struct enc_buf *b, int64_t t, int64_t h, int
 
 /* An i32 vector of <n> entries from host <src>: wrapped on the cpu backend,
  * uploaded into <b> elsewhere. */
-static int index_of(struct encoder *e, struct kn_tensor *out, struct enc_buf *b,
+static int index_of(struct encoder *e, struct kn_tensor *out, struct kn_buf *b,
                     const int32_t *src, int64_t n)
 {
     if (e->host) {
         *out = kn_tensor_host(KN_I32, 1, &n, (void *)(uintptr_t)src);
         return 0;
     }
-    if (buf_reserve(e, b, KN_I32, n) < 0)
+    if (kn_buf_reserve(e->be, b, KN_I32, n) < 0)
         return -1;
     int64_t shape[1] = { n }, stride[1] = { 1 };
     *out = kn_tensor_view(&b->t, 1, shape, stride, 0);
@@ -123,11 +106,11 @@ static int reserve_gpu(struct encoder *e, int64_t T)
 {
     int64_t hd = e->info.hidden_size, id = e->intermediate_size;
     enum kn_dtype ct = e->layers[0].wq.dtype;
-    return buf_reserve(e, &e->x, KN_F32, T * hd) < 0 ||
-           buf_reserve(e, &e->q, KN_F32, T * 3 * hd) < 0 ||
-           buf_reserve(e, &e->v, KN_F16, T * 3 * hd) < 0 || buf_reserve(e, &e->k, ct, T * hd) < 0 ||
-           buf_reserve(e, &e->o, KN_F32, T * hd) < 0 || buf_reserve(e, &e->h, KN_F32, T * id) < 0 ||
-           buf_reserve(e, &e->att, ct, T * id) < 0
+    return kn_buf_reserve(e->be, &e->x, KN_F32, T * hd) < 0 ||
+           kn_buf_reserve(e->be, &e->q, KN_F32, T * 3 * hd) < 0 ||
+           kn_buf_reserve(e->be, &e->v, KN_F16, T * 3 * hd) < 0 || kn_buf_reserve(e->be, &e->k, ct, T * hd) < 0 ||
+           kn_buf_reserve(e->be, &e->o, KN_F32, T * hd) < 0 || kn_buf_reserve(e->be, &e->h, KN_F32, T * id) < 0 ||
+           kn_buf_reserve(e->be, &e->att, ct, T * id) < 0
                ? -1 : 0;
 }
 
@@ -138,17 +121,17 @@ static int reserve_all(struct encoder *e, int64_t T, int64_t n)
     int64_t cd = in->has_colbert ? in->colbert_dim : 1;
     int64_t nl = in->n_labels > 0 ? in->n_labels : 1;
     if (!e->host)
-        return reserve_gpu(e, T) < 0 || buf_reserve(e, &e->cls, KN_F32, n * hd) < 0 ||
-               buf_reserve(e, &e->c1, KN_F32, n * hd) < 0 ||
-               buf_reserve(e, &e->sc, KN_F32, n * nl) < 0 || buf_reserve(e, &e->sp, KN_F32, T) < 0 ||
-               buf_reserve(e, &e->cb, KN_F32, T * cd) < 0
+        return reserve_gpu(e, T) < 0 || kn_buf_reserve(e->be, &e->cls, KN_F32, n * hd) < 0 ||
+               kn_buf_reserve(e->be, &e->c1, KN_F32, n * hd) < 0 ||
+               kn_buf_reserve(e->be, &e->sc, KN_F32, n * nl) < 0 || kn_buf_reserve(e->be, &e->sp, KN_F32, T) < 0 ||
+               kn_buf_reserve(e->be, &e->cb, KN_F32, T * cd) < 0
                    ? -1 : 0;
-    return buf_reserve(e, &e->x, KN_F32, T * hd) < 0 || buf_reserve(e, &e->q, KN_F32, T * hd) < 0 ||
-           buf_reserve(e, &e->k, KN_F32, T * hd) < 0 || buf_reserve(e, &e->v, KN_F32, T * hd) < 0 ||
-           buf_reserve(e, &e->att, KN_F32, T * hd) < 0 || buf_reserve(e, &e->o, KN_F32, T * hd) < 0 ||
-           buf_reserve(e, &e->h, KN_F32, T * id) < 0 || buf_reserve(e, &e->cls, KN_F32, n * hd) < 0 ||
-           buf_reserve(e, &e->c1, KN_F32, n * hd) < 0 || buf_reserve(e, &e->sc, KN_F32, n * nl) < 0 ||
-           buf_reserve(e, &e->sp, KN_F32, T) < 0 || buf_reserve(e, &e->cb, KN_F32, T * cd) < 0
+    return kn_buf_reserve(e->be, &e->x, KN_F32, T * hd) < 0 || kn_buf_reserve(e->be, &e->q, KN_F32, T * hd) < 0 ||
+           kn_buf_reserve(e->be, &e->k, KN_F32, T * hd) < 0 || kn_buf_reserve(e->be, &e->v, KN_F32, T * hd) < 0 ||
+           kn_buf_reserve(e->be, &e->att, KN_F32, T * hd) < 0 || kn_buf_reserve(e->be, &e->o, KN_F32, T * hd) < 0 ||
+           kn_buf_reserve(e->be, &e->h, KN_F32, T * id) < 0 || kn_buf_reserve(e->be, &e->cls, KN_F32, n * hd) < 0 ||
+           kn_buf_reserve(e->be, &e->c1, KN_F32, n * hd) < 0 || kn_buf_reserve(e->be, &e->sc, KN_F32, n * nl) < 0 ||
+           kn_buf_reserve(e->be, &e->sp, KN_F32, T) < 0 || kn_buf_reserve(e->be, &e->cb, KN_F32, T * cd) < 0
                ? -1 : 0;
 }
 

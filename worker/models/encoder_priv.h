@@ -16,11 +16,6 @@ struct enc_layer {
 };
 
 /* A growable scratch tensor: <t> holds <cap> elements of its dtype. */
-struct enc_buf {
-    struct kn_tensor t;
-    int64_t cap;
-};
-
 struct encoder {
     struct encoder_info info;
     struct kn_backend *be;
@@ -35,8 +30,8 @@ struct encoder {
     struct kn_tensor cls_w, cls_b, out_w, out_b;        /* rerank classifier */
     struct kn_tensor sparse_w, sparse_b, colbert_w, colbert_b;
     /* scratch */
-    struct enc_buf x, q, k, v, att, o, h, cls, c1, sc, sp, cb;
-    struct enc_buf i_tok, i_pos, i_seq, i_cls;
+    struct kn_buf x, q, k, v, att, o, h, cls, c1, sc, sp, cb;
+    struct kn_buf i_tok, i_pos, i_seq, i_cls;
     int32_t *h_pos, *h_cls;
     int64_t h_cap;
     float *h_x;                     /* mean pooling: the last hidden states */

@@ -37,11 +37,6 @@ struct layer {
 };
 
 /* A growable scratch tensor: <t> holds <cap> elements of its dtype. */
-struct buf {
-    struct kn_tensor t;
-    int64_t cap;
-};
-
 struct model {
     struct model_config cfg;
     struct kn_backend *be;
@@ -57,9 +52,9 @@ struct model {
     int rope_rows;
     struct kn_tensor rope;
     /* scratch */
-    struct buf x, h, q, k, v, att, o, g, u, a;
-    struct buf rl, rids, rw, mx, mg, mu, ma, my, xl, ol, hl, logits;
-    struct buf i_tok, i_pos, i_seq, i_slot, i_bt, i_rows, i_perm, f_perm;
+    struct kn_buf x, h, q, k, v, att, o, g, u, a;
+    struct kn_buf rl, rids, rw, mx, mg, mu, ma, my, xl, ol, hl, logits;
+    struct kn_buf i_tok, i_pos, i_seq, i_slot, i_bt, i_rows, i_perm, f_perm;
     int32_t *h_seq, *h_slot, *h_perm, *h_ids, *h_count;
     float *h_w, *h_permw, *h_zero;
     int64_t h_cap, h_zero_cap;
@@ -264,12 +259,6 @@ fail:
     return NULL;
 }
 
-static void buf_free(struct buf *b)
-{
-    kn_tensor_free(&b->t);
-    b->cap = 0;
-}
-
 void model_free(struct model *m)
 {
     if (!m)
@@ -300,12 +289,12 @@ void model_free(struct model *m)
     kn_tensor_free(&m->final_norm);
     kn_tensor_free(&m->rope);
     free(m->rope_host);
-    struct buf *bufs[] = { &m->x, &m->h, &m->q, &m->k, &m->v, &m->att, &m->o, &m->g, &m->u,
+    struct kn_buf *bufs[] = { &m->x, &m->h, &m->q, &m->k, &m->v, &m->att, &m->o, &m->g, &m->u,
                            &m->a, &m->rl, &m->rids, &m->rw, &m->mx, &m->mg, &m->mu, &m->ma,
                            &m->my, &m->xl, &m->ol, &m->hl, &m->logits, &m->i_tok, &m->i_pos,
                            &m->i_seq, &m->i_slot, &m->i_bt, &m->i_rows, &m->i_perm, &m->f_perm };
     for (size_t j = 0; j < ARRAY_SIZE(bufs); j++)
-        buf_free(bufs[j]);
+        kn_buf_free(bufs[j]);
     free(m->h_seq);
     free(m->h_slot);
     free(m->h_perm);
@@ -356,32 +345,15 @@ int model_kv_alloc(struct model *m, int n_blocks, int block_size)
 
 /* ---- forward ----------------------------------------------------------- */
 
-/* Make <b> hold at least <n> elements of <dt>. 0 or -1. */
-static int buf_reserve(struct model *m, struct buf *b, enum kn_dtype dt, int64_t n)
-{
-    if (n < 1)
-        n = 1;
-    if (b->cap >= n && b->t.dtype == dt)
-        return 0;
-    int64_t cap = b->cap > n ? b->cap : n;
-    cap += cap / 2;
-    kn_tensor_free(&b->t);
-    b->cap = 0;
-    if (kn_tensor_alloc(&b->t, m->be, dt, 1, &cap) < 0)
-        return -1;
-    b->cap = cap;
-    return 0;
-}
-
 /* Contiguous (rows, cols) view of <b>, <off> elements in. */
-static struct kn_tensor mat(const struct buf *b, int64_t rows, int64_t cols, int64_t off)
+static struct kn_tensor mat(const struct kn_buf *b, int64_t rows, int64_t cols, int64_t off)
 {
     int64_t shape[2] = { rows, cols }, stride[2] = { cols, 1 };
     return kn_tensor_view(&b->t, 2, shape, stride, off);
 }
 
 /* Contiguous (T, H, D) view of <b>. */
-static struct kn_tensor heads(const struct buf *b, int64_t t, int64_t h, int64_t d)
+static struct kn_tensor heads(const struct kn_buf *b, int64_t t, int64_t h, int64_t d)
 {
     int64_t shape[3] = { t, h, d }, stride[3] = { h * d, d, 1 };
     return kn_tensor_view(&b->t, 3, shape, stride, 0);
@@ -389,14 +361,14 @@ static struct kn_tensor heads(const struct buf *b, int64_t t, int64_t h, int64_t
 
 /* An i32 index vector of <n> entries from host <src>: wrapped as is on the
  * cpu backend, uploaded into <b> elsewhere. */
-static int index_of(struct model *m, struct kn_tensor *out, struct buf *b, const void *src,
+static int index_of(struct model *m, struct kn_tensor *out, struct kn_buf *b, const void *src,
                     int64_t n, enum kn_dtype dt)
 {
     if (m->host) {
         *out = kn_tensor_host(dt, 1, &n, (void *)(uintptr_t)src);
         return 0;
     }
-    if (buf_reserve(m, b, dt, n) < 0)
+    if (kn_buf_reserve(m->be, b, dt, n) < 0)
         return -1;
     int64_t shape[1] = { n }, stride[1] = { 1 };
     *out = kn_tensor_view(&b->t, 1, shape, stride, 0);
@@ -550,26 +522,26 @@ static int reserve_all(struct model *m, int64_t T, int64_t n_logits)
     int64_t hd = c->hidden_size, qd = (int64_t)c->n_heads * c->head_dim;
     int64_t kd = (int64_t)c->n_kv_heads * c->head_dim;
     enum kn_dtype a = m->act_dt, mm = m->mm_dt;
-    if (buf_reserve(m, &m->x, a, T * hd) < 0 || buf_reserve(m, &m->h, mm, T * hd) < 0 ||
-        buf_reserve(m, &m->q, a, T * qd) < 0 || buf_reserve(m, &m->k, a, T * kd) < 0 ||
-        buf_reserve(m, &m->v, a, T * kd) < 0 || buf_reserve(m, &m->att, mm, T * qd) < 0 ||
-        buf_reserve(m, &m->o, a, T * hd) < 0 ||
-        buf_reserve(m, &m->g, a, T * c->intermediate_size) < 0 ||
-        buf_reserve(m, &m->u, a, T * c->intermediate_size) < 0 ||
-        buf_reserve(m, &m->a, mm, T * c->intermediate_size) < 0 ||
-        buf_reserve(m, &m->xl, a, n_logits * hd) < 0 || buf_reserve(m, &m->ol, a, n_logits * hd) < 0 ||
-        buf_reserve(m, &m->hl, mm, n_logits * hd) < 0)
+    if (kn_buf_reserve(m->be, &m->x, a, T * hd) < 0 || kn_buf_reserve(m->be, &m->h, mm, T * hd) < 0 ||
+        kn_buf_reserve(m->be, &m->q, a, T * qd) < 0 || kn_buf_reserve(m->be, &m->k, a, T * kd) < 0 ||
+        kn_buf_reserve(m->be, &m->v, a, T * kd) < 0 || kn_buf_reserve(m->be, &m->att, mm, T * qd) < 0 ||
+        kn_buf_reserve(m->be, &m->o, a, T * hd) < 0 ||
+        kn_buf_reserve(m->be, &m->g, a, T * c->intermediate_size) < 0 ||
+        kn_buf_reserve(m->be, &m->u, a, T * c->intermediate_size) < 0 ||
+        kn_buf_reserve(m->be, &m->a, mm, T * c->intermediate_size) < 0 ||
+        kn_buf_reserve(m->be, &m->xl, a, n_logits * hd) < 0 || kn_buf_reserve(m->be, &m->ol, a, n_logits * hd) < 0 ||
+        kn_buf_reserve(m->be, &m->hl, mm, n_logits * hd) < 0)
         return -1;
-    if (!m->host && buf_reserve(m, &m->logits, KN_F32, n_logits * c->vocab_size) < 0)
+    if (!m->host && kn_buf_reserve(m->be, &m->logits, KN_F32, n_logits * c->vocab_size) < 0)
         return -1;
     host_reserve(m, T * (c->n_experts_per_tok > 0 ? c->n_experts_per_tok : 1));
     if (c->arch == MODEL_QWEN3_MOE && c->n_experts > 0) {
         int64_t n = T * c->n_experts_per_tok, md = c->moe_intermediate_size;
-        if (buf_reserve(m, &m->rl, KN_F32, T * c->n_experts) < 0 ||
-            buf_reserve(m, &m->rids, KN_I32, n) < 0 || buf_reserve(m, &m->rw, KN_F32, n) < 0 ||
-            buf_reserve(m, &m->mx, mm, n * hd) < 0 || buf_reserve(m, &m->mg, a, n * md) < 0 ||
-            buf_reserve(m, &m->mu, a, n * md) < 0 || buf_reserve(m, &m->ma, mm, n * md) < 0 ||
-            buf_reserve(m, &m->my, a, n * hd) < 0)
+        if (kn_buf_reserve(m->be, &m->rl, KN_F32, T * c->n_experts) < 0 ||
+            kn_buf_reserve(m->be, &m->rids, KN_I32, n) < 0 || kn_buf_reserve(m->be, &m->rw, KN_F32, n) < 0 ||
+            kn_buf_reserve(m->be, &m->mx, mm, n * hd) < 0 || kn_buf_reserve(m->be, &m->mg, a, n * md) < 0 ||
+            kn_buf_reserve(m->be, &m->mu, a, n * md) < 0 || kn_buf_reserve(m->be, &m->ma, mm, n * md) < 0 ||
+            kn_buf_reserve(m->be, &m->my, a, n * hd) < 0)
             return -1;
         if (!m->h_count)
             m->h_count = xmalloc((size_t)(c->n_experts + 1) * sizeof(int32_t));

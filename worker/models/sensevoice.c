@@ -508,10 +508,10 @@ void sensevoice_free(struct sensevoice *m)
                               &m->ctc_b };
     for (size_t j = 0; j < ARRAY_SIZE(w); j++)
         kn_tensor_free(w[j]);
-    struct sv_buf *b[] = { &m->x0, &m->x, &m->h, &m->qkv, &m->att, &m->o, &m->fs, &m->ff,
+    struct kn_buf *b[] = { &m->x0, &m->x, &m->h, &m->qkv, &m->att, &m->o, &m->fs, &m->ff,
                            &m->lg, &m->seq, &m->ids, &m->lse };
     for (size_t j = 0; j < ARRAY_SIZE(b); j++)
-        kn_tensor_free(&b[j]->t);
+        kn_buf_free(b[j]);
     free(m->embed);
     free(m->pe);
     free(m->h_in);

@@ -17,32 +17,15 @@
 #include "sensevoice_priv.h"
 #include "util.h"
 
-/* Make <b> hold at least <n> elements of <dt>. 0 or -1. */
-static int buf_reserve(struct sensevoice *m, struct sv_buf *b, enum kn_dtype dt, int64_t n)
-{
-    if (n < 1)
-        n = 1;
-    if (b->cap >= n && b->t.dtype == dt)
-        return 0;
-    int64_t cap = b->cap > n ? b->cap : n;
-    cap += cap / 2;
-    kn_tensor_free(&b->t);
-    b->cap = 0;
-    if (kn_tensor_alloc(&b->t, m->be, dt, 1, &cap) < 0)
-        return -1;
-    b->cap = cap;
-    return 0;
-}
-
 /* (rows, cols) starting at row <r0> of <b> seen with row stride <ld> */
-static struct kn_tensor mat(const struct sv_buf *b, int64_t rows, int64_t cols, int64_t ld,
+static struct kn_tensor mat(const struct kn_buf *b, int64_t rows, int64_t cols, int64_t ld,
                             int64_t off)
 {
     int64_t shape[2] = { rows, cols }, stride[2] = { ld, 1 };
     return kn_tensor_view(&b->t, 2, shape, stride, off);
 }
 
-static struct kn_tensor heads(const struct sv_buf *b, int64_t t, int64_t h, int64_t d,
+static struct kn_tensor heads(const struct kn_buf *b, int64_t t, int64_t h, int64_t d,
                               int64_t ld, int64_t off)
 {
     int64_t shape[3] = { t, h, d }, stride[3] = { ld, d, 1 };
@@ -139,15 +122,15 @@ static int reserve_all(struct sensevoice *m, int64_t T, int n)
     const struct sensevoice_info *in = &m->info;
     int64_t D = in->hidden_size, dim = in->input_dim, U = in->linear_units;
     int64_t wide = dim > D ? dim : D;
-    return buf_reserve(m, &m->x0, KN_F32, T * dim) < 0 ||
-           buf_reserve(m, &m->x, KN_F32, T * D) < 0 ||
-           buf_reserve(m, &m->h, KN_F32, T * wide) < 0 ||
-           buf_reserve(m, &m->qkv, KN_F32, T * 3 * D) < 0 ||
-           buf_reserve(m, &m->att, KN_F32, T * D) < 0 ||
-           buf_reserve(m, &m->o, KN_F32, T * D) < 0 ||
-           buf_reserve(m, &m->fs, KN_F32, T * D) < 0 ||
-           buf_reserve(m, &m->ff, KN_F32, T * U) < 0 ||
-           buf_reserve(m, &m->seq, KN_I32, n + 1) < 0 ? -1 : 0;
+    return kn_buf_reserve(m->be, &m->x0, KN_F32, T * dim) < 0 ||
+           kn_buf_reserve(m->be, &m->x, KN_F32, T * D) < 0 ||
+           kn_buf_reserve(m->be, &m->h, KN_F32, T * wide) < 0 ||
+           kn_buf_reserve(m->be, &m->qkv, KN_F32, T * 3 * D) < 0 ||
+           kn_buf_reserve(m->be, &m->att, KN_F32, T * D) < 0 ||
+           kn_buf_reserve(m->be, &m->o, KN_F32, T * D) < 0 ||
+           kn_buf_reserve(m->be, &m->fs, KN_F32, T * D) < 0 ||
+           kn_buf_reserve(m->be, &m->ff, KN_F32, T * U) < 0 ||
+           kn_buf_reserve(m->be, &m->seq, KN_I32, n + 1) < 0 ? -1 : 0;
 }
 
 /* One EncoderLayerSANM (normalize_before, no concat_after) on x (T, din) ->
@@ -228,8 +211,8 @@ static int ctc_out(struct sensevoice *m, struct sensevoice_clip *c, int n, int64
         return 0;
     int64_t R = (4 << 20) / V;      /* about 16 MB of logits at a time */
     R = R < 1 ? 1 : R > T ? T : R;
-    if (buf_reserve(m, &m->lg, KN_F32, R * V) < 0 || buf_reserve(m, &m->ids, KN_I32, R) < 0 ||
-        buf_reserve(m, &m->lse, KN_F32, R) < 0)
+    if (kn_buf_reserve(m->be, &m->lg, KN_F32, R * V) < 0 || kn_buf_reserve(m->be, &m->ids, KN_I32, R) < 0 ||
+        kn_buf_reserve(m->be, &m->lse, KN_F32, R) < 0)
         return -1;
     m->h_ids = xrealloc(m->h_ids, (size_t)R * sizeof(int32_t));
     m->h_lse = xrealloc(m->h_lse, (size_t)R * sizeof(float));

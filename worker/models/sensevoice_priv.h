@@ -22,11 +22,6 @@ struct sv_layer {
 };
 
 /* A growable scratch tensor: <t> holds <cap> elements of its dtype. */
-struct sv_buf {
-    struct kn_tensor t;
-    int64_t cap;
-};
-
 struct sensevoice {
     struct sensevoice_info info;
     struct kn_backend *be;
@@ -47,7 +42,7 @@ struct sensevoice {
     float *h_lse;                   /* logsumexp of a CTC chunk's rows */
     int h_start_cap;
     /* backend scratch */
-    struct sv_buf x0, x, h, qkv, att, o, fs, ff, lg, seq, ids, lse;
+    struct kn_buf x0, x, h, qkv, att, o, fs, ff, lg, seq, ids, lse;
 };
 
 #endif

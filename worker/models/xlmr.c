@@ -472,12 +472,6 @@ fail:
     return NULL;
 }
 
-static void buf_free(struct enc_buf *b)
-{
-    kn_tensor_free(&b->t);
-    b->cap = 0;
-}
-
 void encoder_free(struct encoder *e)
 {
     if (!e)
@@ -498,10 +492,10 @@ void encoder_free(struct encoder *e)
                               &e->sparse_b, &e->colbert_w, &e->colbert_b };
     for (size_t j = 0; j < ARRAY_SIZE(w); j++)
         kn_tensor_free(w[j]);
-    struct enc_buf *b[] = { &e->x, &e->q, &e->k, &e->v, &e->att, &e->o, &e->h, &e->cls, &e->c1,
+    struct kn_buf *b[] = { &e->x, &e->q, &e->k, &e->v, &e->att, &e->o, &e->h, &e->cls, &e->c1,
                             &e->sc, &e->sp, &e->cb, &e->i_tok, &e->i_pos, &e->i_seq, &e->i_cls };
     for (size_t j = 0; j < ARRAY_SIZE(b); j++)
-        buf_free(b[j]);
+        kn_buf_free(b[j]);
     free(e->h_pos);
     free(e->h_cls);
     free(e->h_x);
